@@ -1,0 +1,7 @@
+"""LightningDataModules, one file per data family; short class paths like ``datamodules.MNIST``."""
+
+from datamodules.base import ImageDataModule
+from datamodules.digits import Digits
+from datamodules.mnist import KMNIST, MNIST, FashionMNIST
+
+__all__ = ["Digits", "FashionMNIST", "ImageDataModule", "KMNIST", "MNIST"]

@@ -1,0 +1,155 @@
+"""What every in-memory image data module shares: whole-split uint8 tensors, batches by indexing.
+
+A split is one ``(N, C, H, W)`` uint8 tensor and one ``(N,)`` int64 label tensor. A batch is
+``images[indices]``: no per-sample ``__getitem__``, no collate, no worker processes. Batches
+travel to the device as uint8 (a quarter of the bytes of float32) and are converted,
+normalised and augmented there, on the whole batch.
+"""
+
+import math
+
+import lightning as L
+import torch
+from torch import Tensor
+
+
+class BatchLoader:
+    """Yields ``(images, labels)`` batches from whole-split tensors.
+
+    Every rank draws the same seeded permutation for an epoch and keeps its own interleaved
+    shard (``perm[rank::world_size]``). Training shards are cut to one length so every rank
+    takes the same number of optimizer steps (DDP needs that); evaluation shards are not
+    padded, so no sample is counted twice in a synchronised metric.
+    """
+
+    def __init__(
+        self,
+        tensors: tuple[Tensor, ...],
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        # Lightning calls `set_epoch` on a loader's `batch_sampler` at every epoch start.
+        self.batch_sampler = self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        n = len(self.tensors[0])
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            indices = torch.randperm(n, generator=generator)
+        else:
+            indices = torch.arange(n)
+        if self.shuffle and self.world_size > 1:  # equal shards: drop the remainder this epoch
+            indices = indices[: n - n % self.world_size]
+        return indices[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        n = len(self.tensors[0])
+        if self.shuffle:
+            shard = n // self.world_size if self.world_size > 1 else n
+        else:
+            shard = len(range(self.rank, n, self.world_size))
+        return math.ceil(shard / self.batch_size)
+
+    def __iter__(self):
+        for batch in self._indices().split(self.batch_size):
+            yield tuple(t[batch] for t in self.tensors)
+
+
+def split_train_val(
+    images: Tensor, labels: Tensor, val_split: float, seed: int
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Carves a validation set out of a training split: the same samples for the same seed."""
+    if not 0.0 <= val_split < 1.0:
+        raise ValueError(f"val_split must be in [0, 1), got {val_split}")
+    n_val = round(len(images) * val_split)
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    val, train = perm[:n_val], perm[n_val:]
+    return (images[train], labels[train]), (images[val], labels[val])
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base for image classification data held in memory.
+
+    Subclasses set ``input_shape``, ``num_classes``, ``mean`` and ``std`` (per channel, on the
+    0-1 scale) and implement ``load_split("train" | "test")``.
+    """
+
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __init__(self, batch_size: int = 256, val_split: float = 0.1, seed: int = 0) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.val_split = val_split
+        self.seed = seed
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def load_split(self, split: str) -> tuple[Tensor, Tensor]:
+        """Returns ``(images, labels)``: uint8 ``(N, C, H, W)`` and int64 ``(N,)``."""
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate") and "train" not in self.splits:
+            train, val = split_train_val(*self.load_split("train"), self.val_split, self.seed)
+            self.splits.update(train=train, val=val)
+        if stage in ("test", "predict") and "test" not in self.splits:
+            self.splits["test"] = self.load_split("test")
+        for name, (images, _) in self.splits.items():
+            if tuple(images.shape[1:]) != tuple(self.input_shape):
+                raise ValueError(
+                    f"{type(self).__name__} {name} split has images of shape {tuple(images.shape[1:])}, "
+                    f"expected {tuple(self.input_shape)}"
+                )
+
+    def _loader(self, split: str, shuffle: bool) -> BatchLoader:
+        if split not in self.splits:
+            raise RuntimeError(f"{type(self).__name__} has no '{split}' split: call setup() first")
+        if split == "val" and len(self.splits["val"][0]) == 0:
+            raise ValueError(f"{type(self).__name__}: the validation split is empty; raise val_split above 0")
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return BatchLoader(self.splits[split], self.batch_size, shuffle, self.seed, rank, world)
+
+    def train_dataloader(self) -> BatchLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> BatchLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> BatchLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> BatchLoader:
+        return self._loader("test", shuffle=False)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 ``(B, C, H, W)`` -> float32, zero mean and unit variance per channel."""
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        return (images.float() / 255.0 - mean) / std
+
+    def augment(self, images: Tensor) -> Tensor:
+        """Training-time augmentation of a normalised batch; none by default."""
+        return images
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
+        images, labels = batch
+        images = self.normalize(images)
+        if self.trainer is not None and self.trainer.training:
+            images = self.augment(images)
+        return images, labels

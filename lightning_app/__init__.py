@@ -1,0 +1,1 @@
+"""lightning_app: classic deep learning models as comparable Lightning experiments."""

@@ -1,0 +1,120 @@
+"""The one entry point: ``python -m lightning_app {fit,validate,test,predict} --config X.yaml``."""
+
+import inspect
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
+from lightning.pytorch.loggers import WandbLogger
+
+from lightning_app.tracking import SaveRunConfig, wandb_offline
+
+WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+# Data module attributes that become model arguments of the same name, so a config never repeats them.
+LINKED = ("input_shape", "num_classes", "vocab_size")
+TRAINER_DEFAULTS = {
+    "default_root_dir": "runs",
+    "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "lightning_app", "save_dir": "runs"}},
+}
+
+
+class AppCLI(LightningCLI):
+    """LightningCLI with the project's defaults: W&B logging, checkpoints, linked shapes, test after fit."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=L.LightningModule,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=SaveRunConfig,
+            save_config_kwargs={"save_to_log_dir": False},
+            trainer_defaults=TRAINER_DEFAULTS,
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "epoch{epoch}-step{step}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        for attribute in LINKED:  # applied once the data module exists; skipped where the model lacks it
+            parser.link_arguments(f"data.{attribute}", f"model.init_args.{attribute}", apply_on="instantiate")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="After `fit`, test the best checkpoint on the test split."
+        )
+        parser.add_argument(
+            "--lr_interval",
+            type=Literal["epoch", "step"],
+            default="epoch",
+            help="Step the lr_scheduler after every epoch or after every optimizer step.",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        logger = config.trainer.logger
+        if not (hasattr(logger, "class_path") and logger.class_path == WANDB_LOGGER):
+            return
+        model = config.model.class_path.rsplit(".", 1)[-1]
+        data = config.data.class_path.rsplit(".", 1)[-1]
+        experiment = Path(str(config.config[-1])).stem if config.get("config") else f"{data}-{model}"
+        init_args = logger.init_args
+        init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
+        init_args.offline = init_args.offline or wandb_offline()
+        logger.dict_kwargs = {"group": experiment, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
+
+    def after_instantiate_classes(self) -> None:
+        check_compatible(self.model, self.datamodule)
+        if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
+            self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
+
+    def configure_optimizers(
+        self, lightning_module: L.LightningModule, optimizer: torch.optim.Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
+    ) -> Any:
+        if lr_scheduler is None:
+            return optimizer
+        scheduler = {"scheduler": lr_scheduler, "interval": self._get(self.config, "lr_interval")}
+        if isinstance(lr_scheduler, ReduceLROnPlateau):
+            scheduler["monitor"] = lr_scheduler.monitor
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def after_fit(self) -> None:
+        if not self._get(self.config, "test_after_fit") or self.datamodule is None:
+            return
+        if not callable(getattr(self.datamodule, "test_dataloader", None)):
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = "best" if checkpoint is not None and checkpoint.best_model_path else None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+
+
+def check_compatible(model: L.LightningModule, datamodule: L.LightningDataModule | None) -> None:
+    """Fails early when a model needs a shape that the data module does not provide."""
+    wanted = inspect.signature(type(model).__init__).parameters
+    for attribute in LINKED:
+        if attribute in wanted and datamodule is not None and not hasattr(datamodule, attribute):
+            raise ValueError(
+                f"{type(model).__name__} needs `{attribute}`, which {type(datamodule).__name__} does not provide: "
+                f"pair it with a data module that has `{attribute}` (see the README's models x data table)"
+            )
+
+
+def main(args: list[str] | None = None) -> AppCLI:
+    """Runs the CLI; ``args`` as on the command line (``["fit", "--config", "x.yaml"]``)."""
+    try:
+        return AppCLI(args=args)
+    finally:
+        import wandb
+
+        if wandb.run is not None:  # close the run, so the next CLI call in this process starts its own
+            wandb.finish()

@@ -1,0 +1,7 @@
+"""LightningModules, one file per architecture family; short class paths like ``modules.MLP``."""
+
+from modules.classifier import Classifier
+from modules.linear import LinearSoftmax
+from modules.mlp import MLP
+
+__all__ = ["Classifier", "LinearSoftmax", "MLP"]
