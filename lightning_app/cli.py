@@ -61,7 +61,7 @@ class AppCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self.config.get(str(self.subcommand), self.config)
         logger = config.trainer.logger
         if not (hasattr(logger, "class_path") and logger.class_path == WANDB_LOGGER):
             return
