@@ -3,5 +3,6 @@
 from datamodules.base import ImageDataModule
 from datamodules.digits import Digits
 from datamodules.mnist import KMNIST, MNIST, FashionMNIST
+from datamodules.text import Text
 
-__all__ = ["Digits", "FashionMNIST", "ImageDataModule", "KMNIST", "MNIST"]
+__all__ = ["Digits", "FashionMNIST", "ImageDataModule", "KMNIST", "MNIST", "Text"]

@@ -42,3 +42,11 @@ def write_mnist(directory: Path, n_train: int = 200, n_test: int = 100) -> Path:
     write_idx(directory / MNIST_FILES[2], test_images)
     write_idx(directory / MNIST_FILES[3], test_labels)
     return directory
+
+
+def write_text(path: Path, repeats: int = 60) -> Path:
+    """A small UTF-8 text with a learnable, repeating verse; every character occurs in its first 90%."""
+    verse = "To be, or not to be: that is the question.\nWhether 'tis nobler in the mind to suffer!\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(verse * repeats, encoding="utf-8")
+    return path
