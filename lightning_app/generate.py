@@ -5,6 +5,7 @@ and no data file is needed.
 """
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def load_language_model(ckpt_path: str, device: str = "cpu") -> LanguageModel:
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, LanguageModel)):
         raise ValueError(f"{ckpt_path} holds a {class_path}, not a language model (modules.Transformer, modules.RNN)")
-    model = cls(**{key: value for key, value in hparams.items() if not key.startswith("_")})
+    # The CLI also records linked values the class does not take (an RNN has no block_size): skip those.
+    accepted = inspect.signature(cls.__init__).parameters
+    model = cls(**{key: value for key, value in hparams.items() if key in accepted})
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()
 
@@ -66,4 +69,4 @@ def generate(
 
 
 if __name__ == "__main__":
-    CLI(generate)
+    CLI(generate, as_positional=False)

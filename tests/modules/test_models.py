@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from datamodules import Digits
-from modules import MLP, LinearSoftmax
+from modules import MLP, LinearSoftmax, ViT
 
 # (model class, init arguments) for an input of IMAGE_SHAPE and 10 classes; each model file adds its cases.
 IMAGE_SHAPE = (1, 8, 8)
@@ -15,6 +15,8 @@ CASES = [
     (MLP, {"hidden_sizes": [32, 16], "activation": "relu"}),
     (MLP, {"hidden_sizes": [32], "activation": "tanh", "dropout": 0.1}),
     (MLP, {"hidden_sizes": [32], "activation": "sigmoid"}),
+    (ViT, {"patch_size": 4, "num_layers": 2, "nhead": 4, "d_model": 32, "pool": "cls"}),
+    (ViT, {"patch_size": 2, "num_layers": 1, "nhead": 2, "d_model": 16, "pool": "mean", "attention": "manual", "dropout": 0.1}),
 ]
 IDS = [f"{cls.__name__}-{'-'.join(map(str, args.values())) or 'default'}" for cls, args in CASES]
 

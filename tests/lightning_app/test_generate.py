@@ -1,0 +1,54 @@
+"""Language models end to end, as a user runs them: fit a shipped config, then generate from its checkpoint."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_app.cli import main
+from lightning_app.generate import generate, load_language_model
+from tests.fakes import write_text
+
+ROOT = Path(__file__).parents[2]
+SHRINK = {
+    "shakespeare_gpt": ["--model.init_args.num_layers", "1", "--model.init_args.d_model", "32", "--model.init_args.nhead", "2"],
+    "shakespeare_gru": ["--model.init_args.hidden_size", "32"],
+}
+
+
+@pytest.mark.parametrize("config", SHRINK)
+def test_fit_then_generate_without_the_data_file(config, in_tmp):
+    text = write_text(in_tmp / "verse.txt")
+    main(
+        ["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), "--trainer.logger", "false",
+         "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--data.init_args.path", str(text),
+         "--data.init_args.block_size", "16", "--data.init_args.batch_size", "4", "--data.init_args.batches_per_epoch", "5",
+         *SHRINK[config]]
+    )  # fmt: skip
+    best = [p for p in (in_tmp / "runs").rglob("*.ckpt") if p.name != "last.ckpt"]
+    assert len(best) == 1 and (best[0].parent / "last.ckpt").exists()
+    vocab = "".join(sorted(set(text.read_text())))
+    assert torch.load(best[0], weights_only=True)["hyper_parameters"]["vocab"] == vocab
+    text.unlink()  # generation needs the checkpoint only
+
+    model = load_language_model(str(best[0]))
+    assert model.vocab == vocab and not model.training
+    generate(str(best[0]), prompt="To be", length=40, seed=3, num_samples=2, output="a.txt")
+    generate(str(best[0]), prompt="To be", length=40, seed=3, num_samples=2, output="b.txt")
+    samples = Path("a.txt").read_text().split("\n---------------\n")
+    assert Path("a.txt").read_text() == Path("b.txt").read_text()
+    assert len(samples) == 2 and all(s.startswith("To be") and len(s.rstrip("\n")) >= 40 for s in samples)
+    with pytest.raises(ValueError, match=r"\['Z'\] are not in the model's vocabulary"):
+        generate(str(best[0]), prompt="Zounds")
+    with pytest.raises(FileNotFoundError, match="missing.ckpt: no such checkpoint"):
+        generate("missing.ckpt")
+
+    # The same through the command line, in a fresh process: the same seed gives the same text.
+    args = ["--ckpt_path", str(best[0]), "--prompt", "To", "--length", "30", "--top_k", "5", "--seed", "1"]
+    run = subprocess.run([sys.executable, "-m", "lightning_app.generate", *args], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    generate(str(best[0]), prompt="To", length=30, top_k=5, seed=1, output="same.txt")
+    assert run.stdout == Path("same.txt").read_text()
+
