@@ -78,6 +78,11 @@ class AppCLI(LightningCLI):
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
 
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
+        if config.get("enable_checkpointing") is False:  # honour the flag despite the `checkpoint` group
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        return super()._instantiate_trainer(config, callbacks)
+
     def configure_optimizers(
         self, lightning_module: L.LightningModule, optimizer: torch.optim.Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
     ) -> Any:
