@@ -1,6 +1,7 @@
 """The one entry point: ``python -m lightning_app {fit,validate,test,predict} --config X.yaml``."""
 
 import inspect
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,8 +120,8 @@ def main(args: list[str] | None = None) -> AppCLI:
     try:
         return AppCLI(args=args)
     finally:
-        import wandb
-
-        if wandb.run is not None:  # close the run, so the next CLI call in this process starts its own
-            wandb.finish()
-        wandb.teardown()  # and stop W&B's service process: runs after this one get a fresh one
+        wandb = sys.modules.get("wandb")  # imported only if a run used it
+        if wandb is not None:
+            if wandb.run is not None:  # close the run, so the next CLI call in this process starts its own
+                wandb.finish()
+            wandb.teardown()  # and stop W&B's service: the next run starts a fresh one
