@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.tracking import SaveRunConfig, wandb_offline
 
@@ -97,8 +98,8 @@ class AppCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self._get(self.config, "test_after_fit") or self.datamodule is None:
             return
-        if not callable(getattr(self.datamodule, "test_dataloader", None)):
-            return
+        if not is_overridden("test_dataloader", self.datamodule, L.LightningDataModule):
+            return  # no test split (the base class's method only raises)
         checkpoint = self.trainer.checkpoint_callback
         best = "best" if checkpoint is not None and checkpoint.best_model_path else None
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
