@@ -7,7 +7,8 @@ Each model trains from its shipped config (configs/shakespeare_*.yaml; on a GPU 
 shakespeare_gpt_gpu.yaml, nanoGPT's GPU run) through the same CLI a user runs, and the table
 reports the validation loss after the last step and the best of the validations every 250 steps
 (nats per character over the whole validation text), the wall time of `fit`, and training
-throughput (characters per second, validation time excluded). nanoGPT's figures: 1.88 for the CPU GPT after 2,000 steps, 1.47 for the GPU GPT.
+throughput (characters per second, validation time excluded). nanoGPT's figures: 1.88 for the
+CPU GPT after 2,000 steps, 1.47 for the GPU GPT.
 """
 
 import argparse
@@ -71,7 +72,8 @@ def run(model: str, args, folder: str) -> dict:
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     data, trainer = cli.datamodule, cli.trainer
     characters = trainer.global_step * data.batch_size * data.block_size
-    sample = cli.model.generate_text("\n", args.sample, temperature=0.8, top_k=200, seed=0)[0] if args.sample else ""
+    model = cli.model.to("cuda" if args.accelerator == "gpu" else "cpu")  # fit's teardown left it on the CPU
+    sample = model.generate_text("\n", args.sample, temperature=0.8, top_k=200, seed=0)[0] if args.sample else ""
     return {
         "model": f"{model} ({cli.config.model.class_path.rsplit('.', 1)[-1]})",
         "params": sum(p.numel() for p in cli.model.parameters()),
