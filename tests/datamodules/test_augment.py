@@ -1,0 +1,109 @@
+"""Batch augmentation: each transform does what it says, draws are seeded, val/test untouched."""
+
+from types import SimpleNamespace
+
+import lightning as L
+import torch
+
+from datamodules import CIFAR10
+from datamodules.augment import augment_generator, cutout, random_crop, random_flip
+from modules import CNN
+from tests.fakes import write_cifar10_archive
+
+
+def distinct_images(b: int, c: int = 3, size: int = 8) -> torch.Tensor:
+    return torch.arange(1, b * c * size * size + 1, dtype=torch.float32).reshape(b, c, size, size)
+
+
+def test_random_crop_is_a_shift_of_the_padded_image():
+    images, padding = distinct_images(40), 2
+    out = random_crop(images, padding, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    shifts = []
+    for original, cropped in zip(padded, out):
+        matches = [
+            (dy, dx)
+            for dy in range(2 * padding + 1)
+            for dx in range(2 * padding + 1)
+            if torch.equal(original[:, dy : dy + 8, dx : dx + 8], cropped)
+        ]
+        assert len(matches) == 1
+        shifts.append(matches[0])
+    assert len(set(shifts)) > 10  # offsets vary from image to image
+    assert torch.equal(random_crop(images, 0), images)
+
+
+def test_random_flip_mirrors_about_half():
+    images = distinct_images(1000, c=1, size=4)
+    out = random_flip(images, torch.Generator().manual_seed(0))
+    flipped = (out == images.flip(-1)).flatten(1).all(1)
+    kept = (out == images).flatten(1).all(1)
+    assert bool((flipped ^ kept).all())
+    assert 400 < int(flipped.sum()) < 600
+
+
+def test_cutout_zeroes_one_square_of_at_most_size_squared():
+    images, size = torch.ones(200, 3, 16, 16), 6
+    out = cutout(images, size, torch.Generator().manual_seed(0))
+    zeros = out == 0
+    assert torch.equal(zeros[:, 0], zeros[:, 2])  # the same square in every channel
+    for mask in zeros[:, 0]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert 1 <= len(rows) <= size and 1 <= len(cols) <= size
+        assert int(mask.sum()) == len(rows) * len(cols)  # a filled rectangle, clipped at the edge
+    assert int(zeros[:, 0].flatten(1).sum(1).eq(size * size).sum()) > 50  # mostly unclipped
+
+
+def test_augmentation_is_seeded_by_seed_step_and_rank():
+    images = distinct_images(16)
+
+    def run(seed, step, rank):
+        g = augment_generator(images.device, seed, step, rank)
+        return cutout(random_flip(random_crop(images, 2, g), g), 3, g)
+
+    assert torch.equal(run(0, 5, 0), run(0, 5, 0))
+    assert not torch.equal(run(0, 5, 0), run(0, 6, 0))
+    assert not torch.equal(run(0, 5, 0), run(0, 5, 1))
+    assert not torch.equal(run(0, 5, 0), run(1, 5, 0))
+
+
+def fake_trainer(training: bool, step: int = 0):
+    progress = SimpleNamespace(total=SimpleNamespace(ready=step))
+    return SimpleNamespace(training=training, global_rank=0, fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
+
+
+def test_only_training_batches_are_augmented():
+    data = CIFAR10(cutout=8)
+    images, labels = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8), torch.zeros(32, dtype=torch.int64)
+    data.trainer = fake_trainer(training=False)
+    evaluated, _ = data.on_after_batch_transfer((images, labels), 0)
+    assert torch.equal(evaluated, data.normalize(images))
+    data.trainer = fake_trainer(training=True, step=3)
+    trained, _ = data.on_after_batch_transfer((images, labels), 0)
+    assert not torch.equal(trained, evaluated)
+    assert torch.equal(trained, data.on_after_batch_transfer((images, labels), 0)[0])  # same step, same draws
+
+
+class Recorder(L.Callback):
+    def __init__(self):
+        self.batches = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.batches.append(batch[0].clone())
+
+
+def test_fit_twice_augments_identically(tmp_path):
+    write_cifar10_archive(tmp_path, n_per_file=8)
+
+    def fit():
+        recorder = Recorder()
+        data = CIFAR10(data_dir=str(tmp_path), batch_size=16, seed=0, cutout=4)
+        model = CNN(channels=[4], pool="max", global_pool="avg")
+        trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[recorder], limit_val_batches=0)
+        trainer.fit(model, datamodule=data)
+        return recorder.batches
+
+    first, second = fit(), fit()
+    assert len(first) == 6  # 36 training images, 3 batches, 2 epochs
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
