@@ -7,9 +7,10 @@ import pytest
 import torch
 from lightning.pytorch.utilities.model_summary import ModelSummary
 
-from lightning_app.cli import AppCLI
+from lightning_app.cli import AppCLI, main
 from modules import CNN
 from modules.cnn import Residual
+from tests.fakes import write_cifar10_archive
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -83,3 +84,16 @@ def test_logit_scale_multiplies_the_scores():
     scaled = CNN((3, 8, 8), 5, channels=[4], logit_scale=0.125).eval()
     scaled.load_state_dict(plain.state_dict())
     assert torch.allclose(scaled(images), plain(images) * 0.125)
+
+
+def test_resnet_config_fits_and_tests_end_to_end(in_tmp):
+    write_cifar10_archive(in_tmp / "cifar", n_per_file=16)
+    cli = main([
+        "fit", "--config", str(CONFIGS / "cifar10_resnet.yaml"), "--trainer.logger", "false",
+        "--trainer.max_epochs", "1", "--trainer.precision", "32-true", "--trainer.enable_progress_bar", "false",
+        "--data.data_dir", str(in_tmp / "cifar"), "--data.batch_size", "32", "--model.init_args.channels", "[8, 8, 8, 8]",
+        "--lr_scheduler.init_args.warmup_steps", "1",
+    ])
+    assert cli.model.features.conv4.out_channels == 8 and isinstance(cli.model.features.res4, Residual)
+    assert {"test/acc", "test/loss"} <= set(cli.trainer.callback_metrics)  # the best checkpoint was tested
+    assert cli.trainer.lr_scheduler_configs[0].scheduler.total_steps == 3  # ceil(72 / 32)
