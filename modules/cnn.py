@@ -8,7 +8,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal, TypeVar
 
-import torch
 from torch import Tensor, nn
 
 from modules.classifier import Classifier
@@ -60,9 +59,9 @@ class CNN(Classifier):
     """Conv layers, each conv -> batch norm -> activation -> pooling -> residual block -> dropout, then a classifier.
 
     Every conv layer is a named module (``features.conv1`` ...) with K(F^2 C + 1) parameters
-    (the bias is kept even with batch norm, so the count reads the same), listed with its
-    output size in the model summary. Sizes are checked at construction: a layer that does not
-    fit its input fails before any data is loaded.
+    (the bias is kept even with batch norm, so the count reads the same), listed in the model
+    summary. Sizes are computed and checked at construction (``output_shapes``): a layer that
+    does not fit its input fails before any data is loaded.
 
     Args:
         input_shape: Shape of one input, ``(C, H, W)``; set from the data module.
@@ -117,11 +116,13 @@ class CNN(Classifier):
             per_layer(residual, n, "residual"),
         )
         c, h, w = input_shape
+        self.output_shapes: dict[str, tuple[int, int, int]] = {}  # (K, H', W') after each conv and pool
         features: OrderedDict[str, nn.Module] = OrderedDict()
         for i, (k, f, s, p, pooling, res) in enumerate(layers, start=1):
             h = output_size(h, f, s, p, f"conv{i} (height)")
             w = output_size(w, f, s, p, f"conv{i} (width)")
             features[f"conv{i}"] = nn.Conv2d(c, k, f, s, p)
+            self.output_shapes[f"conv{i}"] = (k, h, w)
             if batch_norm:
                 features[f"bn{i}"] = nn.BatchNorm2d(k)
             features[f"act{i}"] = ACTIVATIONS[activation]()
@@ -129,6 +130,7 @@ class CNN(Classifier):
                 h = output_size(h, 2, 2, 0, f"pool{i} (height)")
                 w = output_size(w, 2, 2, 0, f"pool{i} (width)")
                 features[f"pool{i}"] = POOLS[pooling](2)
+                self.output_shapes[f"pool{i}"] = (k, h, w)
             if res:
                 features[f"res{i}"] = Residual(k, batch_norm, activation)
             if dropout > 0:
@@ -150,7 +152,6 @@ class CNN(Classifier):
         head["out"] = nn.Linear(width, num_classes)
         self.classifier = nn.Sequential(head)
         self.logit_scale = logit_scale
-        self.example_input_array = torch.zeros(2, *input_shape)  # lets the summary show every layer's output size
         if init != "default":
             self._initialise(init)
 

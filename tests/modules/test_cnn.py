@@ -19,11 +19,15 @@ def test_lenet5_sizes_and_parameter_counts_in_the_summary():
     model = CNN((1, 28, 28), 10, channels=[6, 16], kernel_size=5, padding=[2, 0], batch_norm=False, hidden_sizes=[120, 84])
     summary = ModelSummary(model, max_depth=-1)
     params = dict(zip(summary.layer_names, summary.param_nums))
-    sizes = dict(zip(summary.layer_names, summary.out_sizes))
     assert params["features.conv1"] == 6 * (5 * 5 * 1 + 1) == 156  # K (F^2 C + 1)
     assert params["features.conv2"] == 16 * (5 * 5 * 6 + 1) == 2416
-    assert sizes["features.conv1"] == [2, 6, 28, 28]  # (28 - 5 + 2*2) / 1 + 1
-    assert sizes["features.conv2"] == [2, 16, 10, 10]  # (14 - 5 + 0) / 1 + 1
+    assert model.output_shapes == {
+        "conv1": (6, 28, 28),  # (28 - 5 + 2*2) / 1 + 1
+        "pool1": (6, 14, 14),
+        "conv2": (16, 10, 10),  # (14 - 5 + 0) / 1 + 1
+        "pool2": (16, 5, 5),
+    }
+    assert model.features(torch.zeros(1, 1, 28, 28)).shape == (1, 16, 5, 5)
     assert params["classifier.fc1"] == 16 * 5 * 5 * 120 + 120
 
 
