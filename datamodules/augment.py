@@ -1,8 +1,10 @@
 """Augmentations of whole batches, on whatever device the batch is on.
 
-Each function draws one random number (or pair) per image from ``generator`` and
-transforms the batch with a handful of tensor operations: no loop over images, no copy
-back to the CPU. ``generator=None`` draws from torch's global generator.
+Each function draws a few random numbers per image from ``generator`` and transforms the
+batch with a handful of tensor operations: no loop over images, no copy back to the CPU.
+They run on the uint8 batch, before normalisation, where a batch is a quarter of the bytes
+of its float32 form; padding and cutout fill with 0 (black). ``generator=None`` draws from
+torch's global generator.
 """
 
 import torch
@@ -20,40 +22,42 @@ def augment_generator(device: torch.device, seed: int, step: int, rank: int) -> 
     return torch.Generator(device=device).manual_seed(mixed)
 
 
-def random_crop(images: Tensor, padding: int, generator: torch.Generator | None = None) -> Tensor:
-    """Pads by ``padding`` zeros on every side, then cuts each image back to its size at a random offset.
+def random_crop_flip(images: Tensor, padding: int, flip: bool, generator: torch.Generator | None = None) -> Tensor:
+    """Pads by ``padding`` zeros on every side, cuts each image back to its size at a random offset
+    and, if ``flip``, mirrors it left to right with probability 1/2.
 
-    On a normalised batch zero is the mean colour, so the revealed border carries no signal.
+    Every output row is a run of ``W`` consecutive bytes of the padded batch, read forwards (or,
+    when mirrored, forwards in a reversed copy of the batch), so the whole batch is one
+    ``index_select`` of such runs: a row copy instead of a per-pixel gather.
     """
-    if padding == 0:
+    if padding == 0 and not flip:
         return images
     b, c, h, w = images.shape
-    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))  # (B, C, H+2p, W+2p)
-    offsets = torch.randint(0, 2 * padding + 1, (2, b), device=images.device, generator=generator)
-    rows = offsets[0, :, None] + torch.arange(h, device=images.device)  # (B, H)
-    cols = offsets[1, :, None] + torch.arange(w, device=images.device)  # (B, W)
-    batch = torch.arange(b, device=images.device)[:, None, None, None]
-    channel = torch.arange(c, device=images.device)[None, :, None, None]
-    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
-
-
-def random_flip(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Mirrors each image left to right with probability 1/2."""
-    flip = torch.rand(len(images), device=images.device, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+    device = images.device
+    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding)).view(-1)  # B*C*(H+2p)*(W+2p)
+    n, row = padded.numel(), w + 2 * padding
+    offsets = torch.randint(0, 2 * padding + 1, (2, b, 1, 1), device=device, generator=generator)
+    planes = torch.arange(b * c, device=device).view(b, c, 1) * (h + 2 * padding)  # first padded row of each (b, c)
+    starts = (planes + offsets[0] + torch.arange(h, device=device)) * row + offsets[1]  # (B, C, H) first byte of each row
+    if flip:
+        mirrored = torch.rand(b, 1, 1, device=device, generator=generator) < 0.5
+        padded = torch.cat([padded, padded.flip(0)])
+        starts = torch.where(mirrored, 2 * n - starts - w, starts)  # the row's last byte, n - 1 - (start + w - 1), in the copy
+    runs = padded.unfold(0, w, 1)  # (len - w + 1, W): every run of W bytes, a view without copying
+    return runs.index_select(0, starts.view(-1)).view(b, c, h, w)
 
 
 def cutout(images: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:
     """Zeroes one ``size`` x ``size`` square per image, centred anywhere (so it may be clipped at the edge)."""
     if size == 0:
         return images
-    b, _, h, w = images.shape
-    centres = torch.rand(2, b, 1, device=images.device, generator=generator)
-    top = (centres[0] * h).long() - size // 2  # (B, 1)
-    left = (centres[1] * w).long() - size // 2
-    rows = torch.arange(h, device=images.device)
-    cols = torch.arange(w, device=images.device)
-    inside_rows = (rows >= top) & (rows < top + size)  # (B, H)
-    inside_cols = (cols >= left) & (cols < left + size)  # (B, W)
-    square = inside_rows[:, None, :, None] & inside_cols[:, None, None, :]  # (B, 1, H, W)
-    return images.masked_fill(square, 0.0)
+    b, c, h, w = images.shape
+    device = images.device
+    centres = torch.rand(2, b, 1, device=device, generator=generator)
+    square = torch.arange(size, device=device) - size // 2
+    # Clamping folds the part of a square beyond the edge onto the edge row or column, which the square covers anyway.
+    rows = ((centres[0] * h).long() + square).clamp(0, h - 1)  # (B, size)
+    cols = ((centres[1] * w).long() + square).clamp(0, w - 1)
+    planes = torch.arange(b * c, device=device).view(b, c, 1, 1) * h  # first row of each (b, c) plane
+    index = (planes + rows[:, None, :, None]) * w + cols[:, None, None, :]  # (B, C, size, size) into the flat batch
+    return images.clone().view(-1).index_fill_(0, index.view(-1), 0).view(b, c, h, w)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.augment import augment_generator, cutout, random_crop, random_flip
+from datamodules.augment import augment_generator, cutout, random_crop_flip
 from datamodules.base import ImageDataModule
 from datamodules.download import download
 
@@ -75,9 +75,9 @@ def read_records(path: Path, label_bytes: int, num_labels: tuple[int, ...]) -> t
 class CIFAR10(ImageDataModule):
     """CIFAR-10: 50,000 training and 10,000 test colour images of 32x32 in 10 classes.
 
-    Training batches are augmented on the device (after normalisation): a random crop of the
-    image padded by ``crop_padding``, a horizontal flip with probability 1/2, and a
-    ``cutout`` square. The draws are seeded by ``seed``, the batch's global index and the rank,
+    Training batches are augmented on the device, as uint8 before normalisation: a random
+    crop of the image padded by ``crop_padding`` black pixels, a horizontal flip with
+    probability 1/2, and a black ``cutout`` square. The draws are seeded by ``seed``, the batch's global index and the rank,
     so a rerun augments identically. Validation and test batches are never augmented.
 
     Args:
@@ -142,15 +142,19 @@ class CIFAR10(ImageDataModule):
         return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels).astype(np.int64))
 
     def augment(self, images: Tensor) -> Tensor:
+        """Crop, flip and cutout of a uint8 ``(B, C, H, W)`` training batch, seeded as the class says."""
         trainer = self.trainer
         generator = None
         if trainer is not None:  # the index of this batch among all training batches of the run
             step = trainer.fit_loop.epoch_loop.batch_progress.total.ready
             generator = augment_generator(images.device, self.seed, step, trainer.global_rank)
-        images = random_crop(images, self.crop_padding, generator)
-        if self.flip:
-            images = random_flip(images, generator)
-        return cutout(images, self.cutout, generator)
+        return cutout(random_crop_flip(images, self.crop_padding, self.flip, generator), self.cutout, generator)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        images, labels = batch
+        if self.trainer is not None and self.trainer.training:
+            images = self.augment(images)  # on uint8: a quarter of the bytes of the normalised batch
+        return self.normalize(images), labels
 
 
 class CIFAR100(CIFAR10):

@@ -3,10 +3,11 @@
 from types import SimpleNamespace
 
 import lightning as L
+import pytest
 import torch
 
 from datamodules import CIFAR10
-from datamodules.augment import augment_generator, cutout, random_crop, random_flip
+from datamodules.augment import augment_generator, cutout, random_crop_flip
 from modules import CNN
 from tests.fakes import write_cifar10_archive
 
@@ -15,35 +16,39 @@ def distinct_images(b: int, c: int = 3, size: int = 8) -> torch.Tensor:
     return torch.arange(1, b * c * size * size + 1, dtype=torch.float32).reshape(b, c, size, size)
 
 
-def test_random_crop_is_a_shift_of_the_padded_image():
-    images, padding = distinct_images(40), 2
-    out = random_crop(images, padding, torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("flip", [False, True])
+def test_random_crop_flip_is_a_shifted_window_of_the_padded_image(flip):
+    images, padding = distinct_images(60), 2
+    out = random_crop_flip(images, padding, flip, torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(images, (padding,) * 4)
-    shifts = []
+    shifts, mirrored = [], 0
     for original, cropped in zip(padded, out):
         matches = [
-            (dy, dx)
+            (dy, dx, m)
             for dy in range(2 * padding + 1)
             for dx in range(2 * padding + 1)
-            if torch.equal(original[:, dy : dy + 8, dx : dx + 8], cropped)
+            for m in (False, True)
+            if torch.equal(original[:, dy : dy + 8, dx : dx + 8].flip(-1) if m else original[:, dy : dy + 8, dx : dx + 8], cropped)
         ]
         assert len(matches) == 1
-        shifts.append(matches[0])
+        shifts.append(matches[0][:2])
+        mirrored += matches[0][2]
     assert len(set(shifts)) > 10  # offsets vary from image to image
-    assert torch.equal(random_crop(images, 0), images)
+    assert (15 < mirrored < 45) if flip else mirrored == 0
 
 
-def test_random_flip_mirrors_about_half():
-    images = distinct_images(1000, c=1, size=4)
-    out = random_flip(images, torch.Generator().manual_seed(0))
+def test_flip_alone_mirrors_about_half():
+    images = distinct_images(1000, c=1, size=4).to(torch.uint8)
+    out = random_crop_flip(images, 0, True, torch.Generator().manual_seed(0))
     flipped = (out == images.flip(-1)).flatten(1).all(1)
     kept = (out == images).flatten(1).all(1)
     assert bool((flipped ^ kept).all())
     assert 400 < int(flipped.sum()) < 600
+    assert random_crop_flip(images, 0, False) is images
 
 
 def test_cutout_zeroes_one_square_of_at_most_size_squared():
-    images, size = torch.ones(200, 3, 16, 16), 6
+    images, size = torch.ones(200, 3, 16, 16, dtype=torch.uint8), 6
     out = cutout(images, size, torch.Generator().manual_seed(0))
     zeros = out == 0
     assert torch.equal(zeros[:, 0], zeros[:, 2])  # the same square in every channel
@@ -59,7 +64,7 @@ def test_augmentation_is_seeded_by_seed_step_and_rank():
 
     def run(seed, step, rank):
         g = augment_generator(images.device, seed, step, rank)
-        return cutout(random_flip(random_crop(images, 2, g), g), 3, g)
+        return cutout(random_crop_flip(images, 2, True, g), 3, g)
 
     assert torch.equal(run(0, 5, 0), run(0, 5, 0))
     assert not torch.equal(run(0, 5, 0), run(0, 6, 0))
@@ -78,9 +83,12 @@ def test_only_training_batches_are_augmented():
     data.trainer = fake_trainer(training=False)
     evaluated, _ = data.on_after_batch_transfer((images, labels), 0)
     assert torch.equal(evaluated, data.normalize(images))
+    expected_mean = (127.5 / 255 - torch.tensor(data.mean)) / torch.tensor(data.std)  # uniform pixels average 127.5
+    assert torch.allclose(evaluated.mean(dim=(0, 2, 3)), expected_mean, atol=0.02)
     data.trainer = fake_trainer(training=True, step=3)
     trained, _ = data.on_after_batch_transfer((images, labels), 0)
     assert not torch.equal(trained, evaluated)
+    assert torch.equal(trained, data.normalize(data.augment(images)))  # augmented as uint8, then normalised
     assert torch.equal(trained, data.on_after_batch_transfer((images, labels), 0)[0])  # same step, same draws
 
 
