@@ -4,10 +4,12 @@
 
 Candidate: ``datamodules.CIFAR10``'s loader (batches by indexing one uint8 tensor) with its
 ``augment`` (crop with padding 4, flip, 8x8 cutout) and ``normalize`` on the whole batch.
-Baseline: the common pipeline, a ``Dataset`` whose ``__getitem__`` normalises and augments one
+Baseline: the common pipeline, a ``Dataset`` whose ``__getitem__`` augments and normalises one
 image (the same three augmentations, in plain torch) behind a shuffling ``DataLoader``.
 Both run full epochs over 50,000 x 3 x 32 x 32 synthetic images, interleaved, ``--rounds`` times;
-the ratio of samples per second is reported per round and as the median.
+the ratio of samples per second is reported per round and as the median. Both run on one
+torch thread by default: a DataLoader worker uses one, and on a shared CPU a second thread
+mostly waits for the other processes.
 """
 
 import argparse
