@@ -74,7 +74,8 @@ def main() -> None:
         cli.trainer.callbacks.append(timer)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     device = torch.cuda.get_device_name() if args.accelerator in ("gpu", "cuda") else "cpu"
-    print(f"{Path(args.config).name} on {device}, {args.precision}, batch {cli.datamodule.batch_size}, torch {torch.__version__}")
+    batch = cli.datamodule.batch_size
+    print(f"{Path(args.config).name} on {device}, {args.precision}, batch {batch}, torch {torch.__version__}")
     print("epoch  seconds  images/s")
     for epoch, (seconds, samples) in enumerate(timer.epochs):
         print(f"{epoch:5d}  {seconds:7.2f}  {samples / seconds:8,.0f}")

@@ -47,7 +47,8 @@ def main() -> None:
             ])
             metrics = cli.trainer.callback_metrics
             accuracies.append(float(metrics["test/acc"]))
-            print(f"{seed:4d}  {accuracies[-1]:8.4f}  {float(cli.trainer.checkpoint_callback.best_model_score):12.4f}  {time.perf_counter() - start:7.1f}")
+            best_val = float(cli.trainer.checkpoint_callback.best_model_score)
+            print(f"{seed:4d}  {accuracies[-1]:8.4f}  {best_val:12.4f}  {time.perf_counter() - start:7.1f}")
         print(f"mean test accuracy {statistics.mean(accuracies):.4f} over {len(accuracies)} seeds "
               f"(min {min(accuracies):.4f}, max {max(accuracies):.4f})")
 

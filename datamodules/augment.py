@@ -34,16 +34,22 @@ def random_crop_flip(images: Tensor, padding: int, flip: bool, generator: torch.
         return images
     b, c, h, w = images.shape
     device = images.device
-    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding)).view(-1)  # B*C*(H+2p)*(W+2p)
-    n, row = padded.numel(), w + 2 * padding
+    padded_h, padded_w = h + 2 * padding, w + 2 * padding
+    n = b * c * padded_h * padded_w
+    # One buffer: the padded batch, then (to flip) the same bytes reversed, where each row reads backwards.
+    source = images.new_zeros(2 * n if flip else n)
+    source[:n].view(b, c, padded_h, padded_w)[:, :, padding : padding + h, padding : padding + w] = images
+    if flip:
+        source[n:] = source[:n].flip(0)
     offsets = torch.randint(0, 2 * padding + 1, (2, b, 1, 1), device=device, generator=generator)
-    planes = torch.arange(b * c, device=device).view(b, c, 1) * (h + 2 * padding)  # first padded row of each (b, c)
-    starts = (planes + offsets[0] + torch.arange(h, device=device)) * row + offsets[1]  # (B, C, H) first byte of each row
+    planes = torch.arange(b * c, device=device).view(b, c, 1) * padded_h  # first padded row of each (b, c)
+    rows = planes + offsets[0] + torch.arange(h, device=device)  # (B, C, H) padded row of each output row
+    starts = rows * padded_w + offsets[1]  # (B, C, H) its first byte
     if flip:
         mirrored = torch.rand(b, 1, 1, device=device, generator=generator) < 0.5
-        padded = torch.cat([padded, padded.flip(0)])
-        starts = torch.where(mirrored, 2 * n - starts - w, starts)  # the row's last byte, n - 1 - (start + w - 1), in the copy
-    runs = padded.unfold(0, w, 1)  # (len - w + 1, W): every run of W bytes, a view without copying
+        # Reversed, the row's last byte start + w - 1 sits at n + (n - 1 - (start + w - 1)).
+        starts = torch.where(mirrored, 2 * n - starts - w, starts)
+    runs = source.unfold(0, w, 1)  # (len - w + 1, W): every run of W bytes, a view without copying
     return runs.index_select(0, starts.view(-1)).view(b, c, h, w)
 
 

@@ -67,8 +67,9 @@ def read_records(path: Path, label_bytes: int, num_labels: tuple[int, ...]) -> t
     records = data.reshape(-1, record)
     labels = records[:, :label_bytes]
     for column, limit in enumerate(num_labels):
-        if labels[:, column].max() >= limit:
-            raise ValueError(f"{path}: label {labels[:, column].max()} in label byte {column} is out of range 0..{limit - 1}")
+        found = labels[:, column].max()
+        if found >= limit:
+            raise ValueError(f"{path}: label {found} in label byte {column} is out of range 0..{limit - 1}")
     return records[:, label_bytes:].reshape(-1, 3, 32, 32), labels
 
 
@@ -77,8 +78,8 @@ class CIFAR10(ImageDataModule):
 
     Training batches are augmented on the device, as uint8 before normalisation: a random
     crop of the image padded by ``crop_padding`` black pixels, a horizontal flip with
-    probability 1/2, and a black ``cutout`` square. The draws are seeded by ``seed``, the batch's global index and the rank,
-    so a rerun augments identically. Validation and test batches are never augmented.
+    probability 1/2, and a black ``cutout`` square. The draws are seeded by ``seed``, the batch's
+    global index and the rank, so a rerun augments identically. Validation and test batches are never augmented.
 
     Args:
         data_dir: Folder that holds (or receives) the archive and its extracted folder.

@@ -28,7 +28,8 @@ def test_random_crop_flip_is_a_shifted_window_of_the_padded_image(flip):
             for dy in range(2 * padding + 1)
             for dx in range(2 * padding + 1)
             for m in (False, True)
-            if torch.equal(original[:, dy : dy + 8, dx : dx + 8].flip(-1) if m else original[:, dy : dy + 8, dx : dx + 8], cropped)
+            for window in [original[:, dy : dy + 8, dx : dx + 8]]
+            if torch.equal(window.flip(-1) if m else window, cropped)
         ]
         assert len(matches) == 1
         shifts.append(matches[0][:2])
@@ -74,7 +75,8 @@ def test_augmentation_is_seeded_by_seed_step_and_rank():
 
 def fake_trainer(training: bool, step: int = 0):
     progress = SimpleNamespace(total=SimpleNamespace(ready=step))
-    return SimpleNamespace(training=training, global_rank=0, fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
+    fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
+    return SimpleNamespace(training=training, global_rank=0, fit_loop=fit_loop)
 
 
 def test_only_training_batches_are_augmented():

@@ -88,7 +88,8 @@ def write_extracted(tmp_path, test_batch: bytes):
 
 def test_record_file_of_the_wrong_size_is_a_clear_error(tmp_path):
     data = write_extracted(tmp_path, cifar_bytes(3)[:-100])
-    with pytest.raises(ValueError, match=rf"test_batch.bin: {3 * RECORD - 100} bytes is not a whole number of {RECORD}-byte"):
+    message = rf"test_batch.bin: {3 * RECORD - 100} bytes is not a whole number of {RECORD}-byte records"
+    with pytest.raises(ValueError, match=message):
         data.load_split("test")
 
 
