@@ -73,10 +73,10 @@ def test_augmentation_is_seeded_by_seed_step_and_rank():
     assert not torch.equal(run(0, 5, 0), run(1, 5, 0))
 
 
-def fake_trainer(training: bool, step: int = 0):
+def fake_trainer(training: bool, step: int = 0, rank: int = 0):
     progress = SimpleNamespace(total=SimpleNamespace(ready=step))
     fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
-    return SimpleNamespace(training=training, global_rank=0, fit_loop=fit_loop)
+    return SimpleNamespace(training=training, global_rank=rank, fit_loop=fit_loop)
 
 
 def test_only_training_batches_are_augmented():
@@ -92,6 +92,16 @@ def test_only_training_batches_are_augmented():
     assert not torch.equal(trained, evaluated)
     assert torch.equal(trained, data.normalize(data.augment(images)))  # augmented as uint8, then normalised
     assert torch.equal(trained, data.on_after_batch_transfer((images, labels), 0)[0])  # same step, same draws
+
+
+def test_each_ddp_rank_draws_its_own_augmentation():
+    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    ranks = [CIFAR10(cutout=8), CIFAR10(cutout=8)]
+    for rank, data in enumerate(ranks):
+        data.trainer = fake_trainer(training=True, step=7, rank=rank)
+    first, second = (data.augment(images) for data in ranks)
+    assert not torch.equal(first, second)
+    assert torch.equal(first, ranks[0].augment(images))
 
 
 class Recorder(L.Callback):
