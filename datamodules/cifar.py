@@ -17,7 +17,7 @@ from torch import Tensor
 
 from datamodules.augment import augment_generator, cutout, random_crop_flip
 from datamodules.base import ImageDataModule
-from datamodules.download import download
+from datamodules.download import download, md5sum
 
 PIXELS = 3 * 32 * 32
 
@@ -126,6 +126,11 @@ class CIFAR10(ImageDataModule):
         archive = self.data_dir / self.archive
         if not archive.exists():
             download(self.mirrors, self.archive, self.md5, self.data_dir)
+        elif (actual := md5sum(archive)) != self.md5:  # copied by hand: check it as a download is checked
+            raise ValueError(
+                f"{archive}: MD5 {actual}, expected {self.md5}; it is not the official archive or it is corrupt: "
+                "delete it to download it again"
+            )
         extract(archive, self.data_dir, self._members())
 
     def load_split(self, split: str) -> tuple[Tensor, Tensor]:

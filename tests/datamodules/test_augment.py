@@ -9,7 +9,7 @@ import torch
 from datamodules import CIFAR10
 from datamodules.augment import augment_generator, cutout, random_crop_flip
 from modules import CNN
-from tests.fakes import write_cifar10_archive
+from tests.fakes import accept_archive, write_cifar10_archive
 
 
 def distinct_images(b: int, c: int = 3, size: int = 8) -> torch.Tensor:
@@ -112,8 +112,8 @@ class Recorder(L.Callback):
         self.batches.append(batch[0].clone())
 
 
-def test_fit_twice_augments_identically(tmp_path):
-    write_cifar10_archive(tmp_path, n_per_file=8)
+def test_fit_twice_augments_identically(tmp_path, monkeypatch):
+    accept_archive(monkeypatch, write_cifar10_archive(tmp_path, n_per_file=8), CIFAR10)
 
     def fit():
         recorder = Recorder()

@@ -11,13 +11,13 @@ import torch
 
 from datamodules import CIFAR10, CIFAR100
 from datamodules.download import md5sum
-from tests.fakes import cifar_bytes, write_cifar10_archive, write_cifar100_archive, write_tar_gz
+from tests.fakes import accept_archive, cifar_bytes, write_cifar10_archive, write_cifar100_archive, write_tar_gz
 
 RECORD = 1 + 3 * 32 * 32
 
 
-def test_cifar10_extracts_and_parses_records(tmp_path):
-    write_cifar10_archive(tmp_path, n_per_file=20)
+def test_cifar10_extracts_and_parses_records(tmp_path, monkeypatch):
+    accept_archive(monkeypatch, write_cifar10_archive(tmp_path, n_per_file=20), CIFAR10)
     data = CIFAR10(data_dir=str(tmp_path), val_split=0.2)
     data.prepare_data()
     assert not (tmp_path / "cifar-10-batches-bin" / "batches.meta.txt").exists()  # only the expected files
@@ -31,8 +31,8 @@ def test_cifar10_extracts_and_parses_records(tmp_path):
     assert torch.equal(images[3, 2].flatten(), torch.from_numpy(expected[3, 1 + 2048 :].copy()))  # blue plane
 
 
-def test_cifar100_reads_fine_or_coarse_labels(tmp_path):
-    write_cifar100_archive(tmp_path, n_train=50, n_test=30)
+def test_cifar100_reads_fine_or_coarse_labels(tmp_path, monkeypatch):
+    accept_archive(monkeypatch, write_cifar100_archive(tmp_path, n_train=50, n_test=30), CIFAR100)
     records = np.frombuffer(cifar_bytes(30, 2, (20, 100), seed=1), np.uint8).reshape(30, RECORD + 1)
     fine, coarse = CIFAR100(data_dir=str(tmp_path)), CIFAR100(data_dir=str(tmp_path), labels="coarse")
     fine.prepare_data()
@@ -42,36 +42,47 @@ def test_cifar100_reads_fine_or_coarse_labels(tmp_path):
     assert fine.load_split("train")[0].shape == (50, 3, 32, 32)
 
 
-def test_truncated_or_corrupt_archive_is_a_clear_error(tmp_path):
+def test_archive_copied_by_hand_with_the_wrong_checksum_is_refused(tmp_path):
+    archive = write_cifar10_archive(tmp_path)
+    with pytest.raises(ValueError, match=rf"MD5 {md5sum(archive)}, expected {CIFAR10.md5}.*delete it"):
+        CIFAR10(data_dir=str(tmp_path)).prepare_data()
+    assert not (tmp_path / "cifar-10-batches-bin").exists()
+
+
+def test_truncated_or_corrupt_archive_is_a_clear_error(tmp_path, monkeypatch):
     archive = write_cifar10_archive(tmp_path)
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    accept_archive(monkeypatch, archive, CIFAR10)  # past the checksum, as if the official file were cut short
     with pytest.raises(ValueError, match="not a readable tar.gz.*delete it"):
         CIFAR10(data_dir=str(tmp_path)).prepare_data()
     archive.write_bytes(b"<html>not found</html>")
+    accept_archive(monkeypatch, archive, CIFAR10)
     with pytest.raises(ValueError, match="not a readable tar.gz"):
         CIFAR10(data_dir=str(tmp_path)).prepare_data()
 
 
-def test_archive_without_the_expected_files_is_refused(tmp_path):
-    write_tar_gz(tmp_path / "cifar-10-binary.tar.gz", {"cifar-10-batches-bin/test_batch.bin": cifar_bytes(3)})
+def test_archive_without_the_expected_files_is_refused(tmp_path, monkeypatch):
+    archive = write_tar_gz(tmp_path / "cifar-10-binary.tar.gz", {"cifar-10-batches-bin/test_batch.bin": cifar_bytes(3)})
+    accept_archive(monkeypatch, archive, CIFAR10)
     with pytest.raises(ValueError, match="lacks cifar-10-batches-bin/data_batch_1.bin"):
         CIFAR10(data_dir=str(tmp_path)).prepare_data()
 
 
 @pytest.mark.parametrize("name", ["../escaped.bin", "cifar-10-batches-bin/../../escaped.bin", "/tmp/escaped.bin"])
-def test_member_outside_data_dir_is_refused(tmp_path, name):
+def test_member_outside_data_dir_is_refused(tmp_path, monkeypatch, name):
     data_dir = tmp_path / "data"
-    write_tar_gz(data_dir / "cifar-10-binary.tar.gz", {name: b"x"})
+    accept_archive(monkeypatch, write_tar_gz(data_dir / "cifar-10-binary.tar.gz", {name: b"x"}), CIFAR10)
     with pytest.raises(ValueError, match="would extract outside"):
         CIFAR10(data_dir=str(data_dir)).prepare_data()
     assert not (tmp_path / "escaped.bin").exists()
 
 
-def test_link_member_is_refused(tmp_path):
+def test_link_member_is_refused(tmp_path, monkeypatch):
     with tarfile.open(tmp_path / "cifar-10-binary.tar.gz", "w:gz") as tar:
         link = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(link)
+    accept_archive(monkeypatch, tmp_path / "cifar-10-binary.tar.gz", CIFAR10)
     with pytest.raises(ValueError, match="not a regular file"):
         CIFAR10(data_dir=str(tmp_path)).prepare_data()
     assert not (tmp_path / "cifar-10-batches-bin" / "data_batch_1.bin").exists()
@@ -131,7 +142,7 @@ def test_download_checks_the_checksum_then_extracts(tmp_path, server, monkeypatc
     with pytest.raises(RuntimeError, match="checksum mismatch"):  # the fake is not the official archive
         CIFAR10(data_dir=str(data_dir)).prepare_data()
     assert not (data_dir / "cifar-10-binary.tar.gz").exists()
-    monkeypatch.setattr(CIFAR10, "md5", md5sum(archive))
+    accept_archive(monkeypatch, archive, CIFAR10)
     data = CIFAR10(data_dir=str(data_dir), val_split=0.2)
     data.prepare_data()
     data.setup("fit")

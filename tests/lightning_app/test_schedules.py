@@ -8,7 +8,8 @@ import torch
 
 from lightning_app.cli import main
 from lightning_app.schedules import WarmupCosine
-from tests.fakes import write_cifar10_archive
+from datamodules import CIFAR10
+from tests.fakes import accept_archive, write_cifar10_archive
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -38,8 +39,9 @@ def test_missing_total_steps_is_a_clear_error_once_needed():
         scheduler.step()
 
 
-def test_cli_sets_the_length_and_steps_per_batch(in_tmp):
-    write_cifar10_archive(in_tmp / "cifar", n_per_file=16)  # 80 training images: 72 train, 8 validate
+def test_cli_sets_the_length_and_steps_per_batch(in_tmp, monkeypatch):
+    archive = write_cifar10_archive(in_tmp / "cifar", n_per_file=16)  # 80 training images: 72 train, 8 validate
+    accept_archive(monkeypatch, archive, CIFAR10)
     cli = main([
         "fit", "--config", str(CONFIGS / "cifar10_mlp.yaml"), "--trainer.logger", "false",
         "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", "--test_after_fit", "false",

@@ -10,7 +10,8 @@ from lightning.pytorch.utilities.model_summary import ModelSummary
 from lightning_app.cli import AppCLI, main
 from modules import CNN
 from modules.cnn import Residual
-from tests.fakes import write_cifar10_archive
+from datamodules import CIFAR10
+from tests.fakes import accept_archive, write_cifar10_archive
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -90,8 +91,8 @@ def test_logit_scale_multiplies_the_scores():
     assert torch.allclose(scaled(images), plain(images) * 0.125)
 
 
-def test_resnet_config_fits_and_tests_end_to_end(in_tmp):
-    write_cifar10_archive(in_tmp / "cifar", n_per_file=16)
+def test_resnet_config_fits_and_tests_end_to_end(in_tmp, monkeypatch):
+    accept_archive(monkeypatch, write_cifar10_archive(in_tmp / "cifar", n_per_file=16), CIFAR10)
     cli = main([
         "fit", "--config", str(CONFIGS / "cifar10_resnet.yaml"), "--trainer.logger", "false",
         "--trainer.max_epochs", "1", "--trainer.precision", "32-true", "--trainer.enable_progress_bar", "false",
