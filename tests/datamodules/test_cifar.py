@@ -4,6 +4,7 @@ import functools
 import http.server
 import tarfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from datamodules import CIFAR10, CIFAR100
 from datamodules.download import md5sum
+from lightning_app.cli import AppCLI
 from tests.fakes import accept_archive, cifar_bytes, write_cifar10_archive, write_cifar100_archive, write_tar_gz
 
 RECORD = 1 + 3 * 32 * 32
@@ -147,3 +149,10 @@ def test_download_checks_the_checksum_then_extracts(tmp_path, server, monkeypatc
     data.prepare_data()
     data.setup("fit")
     assert len(data.splits["train"][0]) == 20
+
+
+@pytest.mark.parametrize(("labels", "num_classes"), [("fine", 100), ("coarse", 20)])
+def test_cifar100_class_count_reaches_the_model(labels, num_classes, in_tmp):
+    config = Path(__file__).parents[2] / "configs" / "cifar100_resnet.yaml"
+    cli = AppCLI(args=["--config", str(config), "--trainer.logger", "false", "--data.labels", labels], run=False)
+    assert cli.model.classifier.out.out_features == num_classes
