@@ -66,4 +66,5 @@ def cutout(images: Tensor, size: int, generator: torch.Generator | None = None) 
     cols = ((centres[1] * w).long() + square).clamp(0, w - 1)
     planes = torch.arange(b * c, device=device).view(b, c, 1, 1) * h  # first row of each (b, c) plane
     index = (planes + rows[:, None, :, None]) * w + cols[:, None, None, :]  # (B, C, size, size) into the flat batch
-    return images.clone().view(-1).index_fill_(0, index.view(-1), 0).view(b, c, h, w)
+    flat = images.clone(memory_format=torch.contiguous_format).view(-1)
+    return flat.index_fill_(0, index.view(-1), 0).view(b, c, h, w)
