@@ -90,7 +90,11 @@ class AppCLI(LightningCLI):
     ) -> Any:
         if lr_scheduler is None:
             return optimizer
-        scheduler = {"scheduler": lr_scheduler, "interval": self._get(self.config, "lr_interval")}
+        interval = self._get(self.config, "lr_interval")
+        if getattr(lr_scheduler, "total_steps", 0) is None:  # e.g. WarmupCosine: the run's length, known now
+            trainer = lightning_module.trainer
+            lr_scheduler.total_steps = trainer.estimated_stepping_batches if interval == "step" else trainer.max_epochs
+        scheduler = {"scheduler": lr_scheduler, "interval": interval}
         if isinstance(lr_scheduler, ReduceLROnPlateau):
             scheduler["monitor"] = lr_scheduler.monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
