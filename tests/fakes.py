@@ -47,14 +47,14 @@ def write_mnist(directory: Path, n_train: int = 200, n_test: int = 100) -> Path:
     return directory
 
 
-<<<<<<< HEAD
 def write_text(path: Path, repeats: int = 60) -> Path:
     """A small UTF-8 text with a learnable, repeating verse; every character occurs in its first 90%."""
     verse = "To be, or not to be: that is the question.\nWhether 'tis nobler in the mind to suffer!\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(verse * repeats, encoding="utf-8")
     return path
-=======
+
+
 def cifar_bytes(n: int, label_bytes: int = 1, num_labels: tuple[int, ...] = (10,), seed: int = 0) -> bytes:
     """``n`` CIFAR binary records: ``label_bytes`` labels, then 3x32x32 pixels whose class is a bright row band."""
     images, labels = learnable_images(n, num_labels[-1], size=32, seed=seed)
@@ -96,4 +96,3 @@ def write_cifar100_archive(directory: Path, n_train: int = 100, n_test: int = 40
         "cifar-100-binary/test.bin": cifar_bytes(n_test, 2, (20, 100), seed=1),
     }
     return write_tar_gz(directory / "cifar-100-binary.tar.gz", members)
->>>>>>> main
