@@ -26,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--cli", default="", help="more CLI arguments, e.g. '--model.init_args.patch_size=7'")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU runs faster on 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -37,7 +38,7 @@ def main() -> None:
             "--trainer.max_epochs", str(args.epochs), "--lr_scheduler.init_args.T_max", str(args.epochs),
             "--trainer.accelerator", args.accelerator, "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.default_root_dir", tmp,
+            "--trainer.default_root_dir", tmp, *args.cli.split(),
         ])  # fmt: skip
         seconds = time.perf_counter() - start
     metrics = cli.trainer.callback_metrics
