@@ -134,7 +134,9 @@ class Text(L.LightningDataModule):
                 f"training text: {unseen}; replace them in the file or change val_split"
             )
         if self._vocab is not None and vocab != self._vocab:
-            raise ValueError(f"{self.file}: vocabulary {vocab!r} differs from the one the model was built with, {self._vocab!r}")
+            raise ValueError(
+                f"{self.file}: vocabulary {vocab!r} differs from the one the model was built with, {self._vocab!r}"
+            )
         for name, length in (("training", n_train), ("validation", len(text) - n_train)):
             if length < self.block_size + 1:
                 raise ValueError(

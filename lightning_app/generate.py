@@ -18,7 +18,9 @@ from modules.language_model import LanguageModel
 def load_language_model(ckpt_path: str, device: str = "cpu") -> LanguageModel:
     """Rebuilds the model that `fit` saved in ``ckpt_path`` (loaded with ``weights_only``)."""
     if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"{ckpt_path}: no such checkpoint; fit saves them under runs/lightning_app/<run id>/checkpoints/")
+        raise FileNotFoundError(
+            f"{ckpt_path}: no such checkpoint; fit saves them under runs/lightning_app/<run id>/checkpoints/"
+        )
     checkpoint = torch.load(ckpt_path, map_location=device, weights_only=True)
     hparams = dict(checkpoint.get("hyper_parameters", {}))
     class_path = hparams.pop("_class_path", None)

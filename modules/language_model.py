@@ -110,7 +110,13 @@ class LanguageModel(L.LightningModule):
         return torch.cat(generated, dim=1)
 
     def generate_text(
-        self, prompt: str, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, seed: int = 0, num_samples: int = 1
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int = 0,
+        num_samples: int = 1,
     ) -> list[str]:
         """``num_samples`` continuations of ``prompt`` (each includes the prompt); same seed, same text."""
         tokens = self.encode(prompt).to(self.device).repeat(num_samples, 1)  # (num_samples, t)
