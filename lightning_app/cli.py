@@ -118,3 +118,4 @@ def main(args: list[str] | None = None) -> AppCLI:
 
         if wandb.run is not None:  # close the run, so the next CLI call in this process starts its own
             wandb.finish()
+        wandb.teardown()  # and stop W&B's service process: runs after this one get a fresh one
