@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from modules.knn import nearest_neighbours, vote
+from modules.knn_search import nearest_neighbours, vote
 
 METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
 

@@ -1,11 +1,9 @@
 """The k-nearest-neighbour classifier: memorise the training set, then vote among the k closest.
 
-Tie-breaks, both deterministic and independent of chunk sizes:
-- neighbours at exactly equal distance: the one memorised first wins (the search ranks
-  ``(distance, memory index)`` pairs packed into one int64 key wherever the k-th and
-  (k+1)-th distances are equal);
-- classes with equal votes: the smallest class index wins (``argmax`` takes the first
-  maximum), as in scikit-learn's ``KNeighborsClassifier``.
+The search (``modules/knn_search.py``) is exact, in chunks bounded by ``chunk_mb``. Tie-breaks,
+deterministic and independent of chunk sizes: neighbours at exactly equal distance are taken
+in memory order (the first memorised wins); classes with equal votes go to the smallest class
+index, as in scikit-learn's ``KNeighborsClassifier``.
 """
 
 import math
@@ -14,102 +12,11 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-Distance = Literal["l1", "l2", "cosine"]
-BYTES_PER_PAIR = 12  # one float32 distance and one int64 sort key per (query, memory row) pair
-
-
-def pairwise_distances(queries: Tensor, memory: Tensor, distance: Distance, memory_sq: Tensor | None = None) -> Tensor:
-    """``(Q, D)`` x ``(M, D)`` -> ``(Q, M)``: L1, 1 - cosine, or for L2 the squared distance less
-    ``|q|^2`` (a per-query constant, so the ranking is the L2 ranking; add it back to the k kept).
-    ``memory_sq``: the rows' squared norms ``(M,)``, when already computed."""
-    if distance == "l1":
-        return torch.cdist(queries, memory, p=1)
-    if distance == "cosine":
-        return torch.addmm(queries.new_ones(()), F.normalize(queries, dim=1), F.normalize(memory, dim=1).T, alpha=-1)
-    # |q - m|^2 - |q|^2 = |m|^2 - 2 q.m: one matrix product instead of a (Q, M, D) difference.
-    memory_sq = torch.linalg.vector_norm(memory, dim=1).square() if memory_sq is None else memory_sq
-    return torch.addmm(memory_sq[None], queries, memory.T, alpha=-2)
-
-
-def _keys(values: Tensor, indices: Tensor) -> Tensor:
-    """Packs float32 values and int indices into int64 keys that sort by (value, index)."""
-    bits = values.add(0.0).view(torch.int32)  # + 0.0 turns -0.0 into 0.0
-    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: flip to keep the int order = float order
-    return (bits.to(torch.int64) << 32) | indices
-
-
-def _block_top_k(block: Tensor, k: int, offset: int) -> Tensor:
-    """The ``k`` smallest ``(value, offset + column)`` keys of each row of ``block``, ``(q, k)``."""
-    values, columns = block.topk(min(k + 1, block.shape[1]), dim=1, largest=False, sorted=True)
-    keys = _keys(values[:, :k], columns[:, :k] + offset)
-    if values.shape[1] > k:
-        # Where the (k+1)-th value equals the k-th, topk may have kept either: redo those rows by key.
-        tied = (values[:, k] == values[:, k - 1]).nonzero().squeeze(1)
-        if len(tied):
-            columns = torch.arange(offset, offset + block.shape[1], device=block.device)
-            keys[tied] = _keys(block[tied], columns.expand(len(tied), -1)).topk(k, 1, largest=False).values
-    return keys
-
-
-def nearest_neighbours(
-    queries: Tensor, memory: Tensor, k: int, distance: Distance, budget_bytes: int
-) -> tuple[Tensor, Tensor]:
-    """The ``k`` nearest memory rows of every query: ``(distances, indices)``, both ``(Q, k)``, nearest first.
-
-    Distances are computed for blocks of queries x memory rows that fit ``budget_bytes``
-    (``BYTES_PER_PAIR`` each); a block's top-k merges into a running top-k, so no ``(Q, M)``
-    matrix exists at once. L2 distances come back squared.
-    """
-    if queries.shape[1:] != memory.shape[1:]:
-        raise ValueError(
-            f"queries have {queries.shape[1]} features but the memory rows have {memory.shape[1]}: "
-            "query with data of the shape that was memorised"
-        )
-    if not 1 <= k <= len(memory):
-        raise ValueError(f"k={k} needs 1 <= k <= {len(memory)} (the memorised samples): lower k or memorise more")
-    if len(memory) >= 2**31:
-        raise ValueError(f"{len(memory)} memory rows: the search packs indices in 31 bits")
-    block_rows = min(len(memory), max(k, budget_bytes // BYTES_PER_PAIR))
-    query_rows = max(1, budget_bytes // (BYTES_PER_PAIR * block_rows))
-    memory_sq = torch.linalg.vector_norm(memory, dim=1).square() if distance == "l2" else None
-    all_distances, all_indices = [], []
-    for query_chunk in queries.split(query_rows):
-        best = None  # (q, k) int64 keys
-        for start in range(0, len(memory), block_rows):
-            stop = start + block_rows
-            block = pairwise_distances(
-                query_chunk, memory[start:stop], distance, None if memory_sq is None else memory_sq[start:stop]
-            )
-            keys = _block_top_k(block, k, start)
-            best = keys if best is None else torch.cat([best, keys], 1).topk(k, 1, largest=False).values
-        best = best.sort(dim=1).values
-        bits = (best >> 32).to(torch.int32)
-        values = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).view(torch.float32)
-        if distance == "l2":
-            values = values + torch.linalg.vector_norm(query_chunk, dim=1, keepdim=True).square()
-        all_distances.append(values.clamp_min(0.0))
-        all_indices.append(best & 0xFFFFFFFF)
-    return torch.cat(all_distances), torch.cat(all_indices)
-
-
-def vote(
-    distances: Tensor, labels: Tensor, num_classes: int, weights: Literal["uniform", "distance"], distance: Distance
-) -> Tensor:
-    """Class scores ``(Q, num_classes)`` from the neighbours' ``(Q, k)`` distances and labels.
-
-    ``distance`` weights are 1 / distance (L2: the root of the squared distance); a query with
-    neighbours at distance 0 counts those alone, as scikit-learn does.
-    """
-    if weights == "uniform":
-        votes = torch.ones_like(distances)
-    else:
-        d = distances.sqrt() if distance == "l2" else distances
-        exact = d == 0
-        votes = torch.where(exact.any(1, keepdim=True), exact.to(d.dtype), 1.0 / d)
-    return torch.zeros(len(labels), num_classes, device=labels.device).scatter_add_(1, labels, votes)
+from modules.knn_search import Distance, MemoryIndex, nearest_neighbours, vote
 
 
 def gather_shards(module: L.LightningModule, *shards: Tensor) -> tuple[Tensor, ...]:
@@ -143,7 +50,8 @@ class KNN(L.LightningModule):
     locally with no per-batch collective (evaluation shards differ in length, so a per-batch
     collective could deadlock), and the checkpoint holds the whole memory. The gathered memory is
     put back in the single-process order (``BatchLoader`` deals a shuffled permutation out to
-    ranks in turn), so predictions, ties included, equal a one-device run's.
+    ranks in turn), so predictions, ties included, equal a one-device run's whenever the device
+    count divides the training split (else the loader drops the remainder, and a warning says so).
 
     Args:
         input_shape: Shape of one input, ``(C, H, W)``; set from the data module.
@@ -151,7 +59,8 @@ class KNN(L.LightningModule):
         k: Neighbours that vote.
         distance: ``l1`` (sum of absolute differences), ``l2`` (Euclidean) or ``cosine`` (1 - cosine similarity).
         weights: ``uniform`` (one vote each) or ``distance`` (votes weighted by 1 / distance).
-        chunk_mb: Memory budget of one block of distances and sort keys, in MiB (12 bytes per query-memory pair).
+        chunk_mb: Memory budget of one chunk of queries' distances to every memorised row, in MiB
+            (about 6 bytes per query and memorised row for L2, 4 for L1 and cosine).
     """
 
     def __init__(
@@ -174,6 +83,8 @@ class KNN(L.LightningModule):
         self.register_buffer("memory", torch.zeros(0, math.prod(input_shape)))  # (N, C*H*W)
         self.register_buffer("memory_labels", torch.zeros(0, dtype=torch.long))  # (N,)
         self.pending: list[tuple[Tensor, Tensor]] = []
+        self.index: MemoryIndex | None = None  # what the L2 search derives from the memory, built on first use
+        self.budget = int(chunk_mb * 2**20)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
 
@@ -191,8 +102,10 @@ class KNN(L.LightningModule):
                 "KNN has nothing memorised: run `fit` first, or pass `--ckpt_path` a checkpoint written by `fit`"
             )
         hp = self.hparams
-        budget = int(hp.chunk_mb * 2**20)
-        distances, indices = nearest_neighbours(images.flatten(1).float(), self.memory, hp.k, hp.distance, budget)
+        if self.index is None or self.index.memory is not self.memory:  # new memory, or moved to a device
+            self.index = MemoryIndex(self.memory) if hp.distance == "l2" else None
+        memory = self.index if self.index is not None else self.memory
+        distances, indices = nearest_neighbours(images.flatten(1).float(), memory, hp.k, hp.distance, self.budget)
         scores = vote(distances, self.memory_labels[indices], hp.num_classes, hp.weights, hp.distance)
         return scores / scores.sum(1, keepdim=True)
 
@@ -215,6 +128,13 @@ class KNN(L.LightningModule):
         self.pending = []
         memory, labels = gather_shards(self, memory, labels)
         self.memory, self.memory_labels = memory, labels
+        split = getattr(self.trainer.datamodule, "splits", {}).get("train")
+        if split is not None and len(split[0]) != len(memory):
+            rank_zero_warn(
+                f"KNN memorised {len(memory)} of the {len(split[0])} training samples: under DDP a shuffled "
+                "training epoch drops the last (samples mod devices) so ranks stay in step; use a device count "
+                "that divides the training split to memorise all of it"
+            )
 
     def on_validation_start(self) -> None:
         self._memorise()  # validation after a training epoch runs before on_train_epoch_end

@@ -12,7 +12,8 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from lightning_app.cli import main
 from modules import KNN
-from modules.knn import nearest_neighbours, vote
+from modules import knn_search
+from modules.knn_search import nearest_neighbours, vote
 
 METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
 BUDGETS = (2**30, 480, 24 * 12)  # one block; 40 memory rows a block; 24 rows (k + 1 is never split)
@@ -46,6 +47,39 @@ def test_equal_distances_go_to_the_first_memorised_and_equal_votes_to_the_smalle
     assert vote(distances, labels[indices], 4, "uniform", "l2").argmax(1).tolist() == [2]  # votes 3, 2, 2
     distances, indices = nearest_neighbours(torch.zeros(1, 2), memory, 2, "l2", budget)
     assert vote(distances, labels[indices], 4, "uniform", "l2").argmax(1).tolist() == [2]  # 3 and 2 tie: 2
+
+
+def _reference(queries, memory, k):
+    """Every distance summed directly, then a stable full sort: the rule the search must follow."""
+    everything = torch.arange(len(memory)).expand(len(queries), -1)
+    return knn_search.exact_sq_l2(queries, memory, everything).sort(dim=1, stable=True).indices[:, :k]
+
+
+@pytest.mark.parametrize(
+    ("case", "passes"),
+    [("digit-like", 1), ("noise", 2), ("ties", 3)],  # bfloat16 certifies; float32 must; neither can
+)
+def test_l2_filter_and_refine_is_exact_whichever_pass_certifies(case, passes, monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    if case == "digit-like":  # clusters: the k-th neighbour is far nearer than the 33rd
+        centres = torch.randn(5, 64, generator=generator) * 4
+        memory = centres.repeat(20, 1) + torch.randn(100, 64, generator=generator)
+        queries = centres + torch.randn(5, 64, generator=generator)
+    elif case == "noise":  # 784 uniform pixels, and 4 candidates: the 3rd and 5th are too close for bfloat16
+        memory, queries = torch.rand(2000, 784, generator=generator), torch.rand(5, 784, generator=generator)
+        monkeypatch.setattr(knn_search, "CANDIDATES", 4)
+    else:  # the origin is at distance exactly 1 from all 128 rows +-e_i, then far from 50 more
+        memory = torch.cat([torch.eye(64), -torch.eye(64), 5 + torch.rand(50, 64, generator=generator)])
+        memory = memory[torch.randperm(len(memory), generator=generator)]
+        queries = torch.zeros(1, 64)
+    scored = []
+    exact = knn_search.exact_sq_l2
+    monkeypatch.setattr(knn_search, "exact_sq_l2", lambda *args: scored.append(1) or exact(*args))
+    distances, indices = nearest_neighbours(queries, memory, 3, "l2", 2**30)
+    assert min(len(scored), 3) == passes
+    assert indices.tolist() == _reference(queries, memory, 3).tolist()
+    if case == "ties":
+        assert distances.tolist() == [[1.0, 1.0, 1.0]] and indices[0].tolist() == sorted(indices[0].tolist())
 
 
 def test_distance_weights_count_only_exact_matches_when_there_are_any():
