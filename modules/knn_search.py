@@ -12,6 +12,7 @@ Ties: rows at exactly equal distance are taken in memory order (lowest index fir
 search ranks ``(distance, index)`` pairs packed into one int64 key.
 """
 
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -69,6 +70,21 @@ class MemoryIndex:
         self.max_norm, self.max_centred_norm, self.max_residual = (x.max(0).values if len(x) else x.sum() for x in (norms, centred_norms, residuals))
 
 
+@contextmanager
+def full_precision_products():
+    """The bounds assume float32 products in float32 and bfloat16 products summed in float32:
+    switch off TF32 / reduced-precision float32 and cuBLAS's reduced-precision bfloat16 sums."""
+    matmul = torch.backends.cuda.matmul
+    precision, reduction = torch.get_float32_matmul_precision(), matmul.allow_bf16_reduced_precision_reduction
+    torch.set_float32_matmul_precision("highest")
+    matmul.allow_bf16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(precision)
+        matmul.allow_bf16_reduced_precision_reduction = reduction
+
+
 def exact_sq_l2(queries: Tensor, memory: Tensor, candidates: Tensor) -> Tensor:
     """Sums of squared differences ``(q, c)`` of each query and its candidate rows ``(q, c)``."""
     return memory[candidates].sub_(queries[:, None, :]).square_().sum(2)  # (q, c, D) in place
@@ -79,7 +95,7 @@ def l2_neighbour_keys(queries: Tensor, index: MemoryIndex, k: int, budget_bytes:
 
     Error bounds, with u the unit roundoff: ``bf16(q).bf16(m)`` differs from ``q.m`` by at most
     ``|q| |m - bf16(m)| + |q - bf16(q)| |m|`` (Cauchy-Schwarz), plus float32 accumulation
-    (``D u32 |q| |m|``) and the product's rounding to bfloat16 (``u16 |product|``). A float32
+    (``D u32 |q| |m|``) and the product's rounding to bfloat16 (see below). A float32
     product errs by at most ``D u32 |q| |m|``. Distances use ``-2 q.m``: twice the bound.
     ``work``: bfloat16 and float32 ``(>= q, N)`` buffers, reused across chunks (fresh ones cost page faults).
     """
@@ -93,27 +109,30 @@ def l2_neighbour_keys(queries: Tensor, index: MemoryIndex, k: int, budget_bytes:
     f32_error = 2 * accumulation * norms * index.max_norm
     slack = 1e-5 * (norms + index.max_norm).square()  # float32 rounding of norms, sums and centring
 
-    def bf16_pass(rows: Tensor) -> tuple[Tensor, Tensor]:
+    def bf16_pass(rows: Tensor) -> tuple[Tensor, Tensor, float]:
         products = torch.matmul(centred[rows].bfloat16(), index.centred.T, out=work[0][: len(rows)])  # (q', N)
-        rounding = 2 * 1.01 * BF16_UNIT * products.abs().amax(1).float()
         approx = torch.add(index.centred_sq_norms, work[1][: len(rows)].copy_(products), alpha=-2, out=work[1][: len(rows)])
-        return approx, c_norms[rows].square() - bf16_error[rows] - rounding
+        return approx, c_norms[rows].square() - bf16_error[rows], 1.01 * BF16_UNIT
 
-    def f32_pass(rows: Tensor) -> tuple[Tensor, Tensor]:
+    def f32_pass(rows: Tensor) -> tuple[Tensor, Tensor, float]:
         approx = torch.addmm(index.sq_norms[None], queries[rows], memory.T, alpha=-2, out=work[1][: len(rows)])
-        return approx, norms[rows].square() - f32_error[rows]
+        return approx, norms[rows].square() - f32_error[rows], 0.0
 
     rows = torch.arange(len(queries), device=queries.device)
     keys = torch.empty(len(queries), k, dtype=torch.long, device=queries.device)
     count = min(CANDIDATES, n)
     for approximate in (bf16_pass, f32_pass):
-        approx, offset = approximate(rows)  # (q', N) |m|^2 - 2 q.m; (q',) |q|^2 less the error bound
+        approx, offset, unit = approximate(rows)  # (q', N) |m|^2 - 2 q.m; (q',) |q|^2 less the error bound
         found, candidates = approx.topk(min(count + 1, n), dim=1, largest=False)
         keys[rows] = top_k_keys(exact_sq_l2(queries[rows], memory, candidates[:, :count]), k, candidates[:, :count])
         if count == n:
             return keys
-        # No row outside the candidates is nearer than its approximation less the error bound.
-        outside = (found[:, count] + offset - slack[rows]) * (1 - 1e-4)
+        # Rows outside the candidates have approximations a >= a_C. Rounding a product p to bfloat16
+        # moves a by at most 2 unit |p|: for p >= 0, 2p <= max|m|^2 - a_C; for p < 0, 2|p| <= a.
+        edge = found[:, count]
+        rounding = unit * torch.maximum(index.max_centred_norm.square() - edge, edge).clamp_min(0.0)
+        outside = edge - rounding + offset - slack[rows]  # no row outside the candidates is nearer
+        outside = outside - 1e-4 * outside.abs()  # float32 rounding of the re-scored sums
         rows = rows[unpack(keys[rows])[0].max(1).values >= outside]
         if len(rows) == 0:
             return keys
@@ -160,11 +179,12 @@ def nearest_neighbours(
     if distance == "l2":
         work = (memory.new_empty(rows, len(memory), dtype=torch.bfloat16), memory.new_empty(rows, len(memory)))
     keys = []
-    for chunk in queries.split(rows):
-        if distance == "l2":
-            keys.append(l2_neighbour_keys(chunk, index, k, budget_bytes, work))
-        else:
-            keys.append(top_k_keys(pairwise_distances(chunk, memory, distance), k, everything))
+    with full_precision_products():
+        for chunk in queries.split(rows):
+            if distance == "l2":
+                keys.append(l2_neighbour_keys(chunk, index, k, budget_bytes, work))
+            else:
+                keys.append(top_k_keys(pairwise_distances(chunk, memory, distance), k, everything))
     distances, indices = unpack(torch.cat(keys).sort(dim=1).values)
     return distances.clamp_min(0.0), indices
 
