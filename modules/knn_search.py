@@ -51,23 +51,29 @@ def top_k_keys(values: Tensor, k: int, indices: Tensor) -> Tensor:
 class MemoryIndex:
     """The memory rows ``(N, D)`` and what the L2 filter needs of them, computed once, block by block.
 
-    Holds a bfloat16 copy of the centred rows: half the memory's own size again.
+    ``folded`` ``(N, D + 2)`` bfloat16 holds each centred row and, split in two bfloat16 parts,
+    ``-|m|^2 / 2``: one product with ``[q, 1, 1]`` gives ``q.m - |m|^2 / 2``, which ranks rows as
+    ``|q - m|^2`` does, with no pass over the products. Its size: half the memory's again.
     """
 
     def __init__(self, memory: Tensor, block_rows: int = 8192) -> None:
         self.memory = memory
         self.centre = memory.mean(0)  # centred rows are shorter: smaller bfloat16 errors
-        self.centred = torch.empty(memory.shape, dtype=torch.bfloat16, device=memory.device)  # (N, D)
-        norms, centred_norms, residuals = (memory.new_zeros(len(memory)) for _ in range(3))
-        for start in range(0, len(memory), block_rows):
+        n, dim = memory.shape
+        self.folded = torch.empty(n, dim + 2, dtype=torch.bfloat16, device=memory.device)
+        norms, centred_norms, residuals = (memory.new_zeros(n) for _ in range(3))
+        for start in range(0, n, block_rows):
             rows = slice(start, start + block_rows)
             centred = memory[rows] - self.centre
-            self.centred[rows] = centred.bfloat16()
+            self.folded[rows, :dim] = centred.bfloat16()
+            half_sq = -0.5 * torch.linalg.vector_norm(centred, dim=1).square()
+            self.folded[rows, dim] = half_sq.bfloat16()
+            self.folded[rows, dim + 1] = (half_sq - self.folded[rows, dim].float()).bfloat16()
             norms[rows] = torch.linalg.vector_norm(memory[rows], dim=1)
             centred_norms[rows] = torch.linalg.vector_norm(centred, dim=1)
-            residuals[rows] = torch.linalg.vector_norm(centred - self.centred[rows].float(), dim=1)
-        self.sq_norms, self.centred_sq_norms = norms.square(), centred_norms.square()  # (N,)
-        self.max_norm, self.max_centred_norm, self.max_residual = (x.max(0).values if len(x) else x.sum() for x in (norms, centred_norms, residuals))
+            residuals[rows] = torch.linalg.vector_norm(centred - self.folded[rows, :dim].float(), dim=1)
+        self.sq_norms = norms.square()  # (N,)
+        self.max_norm, self.max_centred_norm, self.max_residual = (x.max() if n else x.sum() for x in (norms, centred_norms, residuals))
 
 
 @contextmanager
@@ -90,53 +96,58 @@ def exact_sq_l2(queries: Tensor, memory: Tensor, candidates: Tensor) -> Tensor:
     return memory[candidates].sub_(queries[:, None, :]).square_().sum(2)  # (q, c, D) in place
 
 
-def l2_neighbour_keys(queries: Tensor, index: MemoryIndex, k: int, budget_bytes: int, work: tuple[Tensor, Tensor]) -> Tensor:
+def l2_neighbour_keys(queries: Tensor, index: MemoryIndex, k: int, budget_bytes: int, work: Tensor) -> Tensor:
     """``(q, k)`` keys of the exact L2 neighbours (values: squared distances) by filter and refine.
 
-    Error bounds, with u the unit roundoff: ``bf16(q).bf16(m)`` differs from ``q.m`` by at most
-    ``|q| |m - bf16(m)| + |q - bf16(q)| |m|`` (Cauchy-Schwarz), plus float32 accumulation
-    (``D u32 |q| |m|``) and the product's rounding to bfloat16 (see below). A float32
-    product errs by at most ``D u32 |q| |m|``. Distances use ``-2 q.m``: twice the bound.
-    ``work``: bfloat16 and float32 ``(>= q, N)`` buffers, reused across chunks (fresh ones cost page faults).
+    Error bounds, u the unit roundoff: ``bf16(q).bf16(m)`` differs from ``q.m`` by at most
+    ``|q| |m - bf16(m)| + |q - bf16(q)| |m|`` (Cauchy-Schwarz), the split ``-|m|^2 / 2`` by
+    ``u16^2 |m|^2 / 2``, float32 sums by ``(D + 2) u32`` times the sum of the terms' sizes;
+    rounding the product ``p`` to bfloat16 moves ``-2 p`` by at most ``u16 |2 p|``. A float32
+    product errs by at most ``D u32 |q| |m|``. ``work``: a bfloat16 ``(>= q, N)`` buffer reused across
+    chunks (a fresh one costs page faults every time).
     """
     memory, n, dim = index.memory, len(index.memory), queries.shape[1]
     centred = queries - index.centre
     c_norms, norms = torch.linalg.vector_norm(centred, dim=1), torch.linalg.vector_norm(queries, dim=1)  # (q,)
     c_residuals = torch.linalg.vector_norm(centred - centred.bfloat16().float(), dim=1)
-    accumulation = 1.01 * dim * 2.0**-24
-    bf16_error = c_norms * index.max_residual + c_residuals * index.max_centred_norm
-    bf16_error = 2 * (bf16_error + accumulation * c_norms * index.max_centred_norm)
+    accumulation, half_sq = 1.01 * (dim + 2) * 2.0**-24, index.max_centred_norm.square() / 2
+    bf16_error = c_norms * index.max_residual + c_residuals * index.max_centred_norm + 2.0**-15 * half_sq
+    bf16_error = 2 * (bf16_error + accumulation * (c_norms * index.max_centred_norm + half_sq))
     f32_error = 2 * accumulation * norms * index.max_norm
     slack = 1e-5 * (norms + index.max_norm).square()  # float32 rounding of norms, sums and centring
+    folded = torch.cat([centred.bfloat16(), centred.new_ones(len(queries), 2, dtype=torch.bfloat16)], 1)  # (q, D + 2)
+    count = min(CANDIDATES, n)
 
-    def bf16_pass(rows: Tensor) -> tuple[Tensor, Tensor, float]:
-        products = torch.matmul(centred[rows].bfloat16(), index.centred.T, out=work[0][: len(rows)])  # (q', N)
-        approx = torch.add(index.centred_sq_norms, work[1][: len(rows)].copy_(products), alpha=-2, out=work[1][: len(rows)])
-        return approx, c_norms[rows].square() - bf16_error[rows], 1.01 * BF16_UNIT
+    def bf16_pass(rows: Tensor) -> tuple[Tensor, Tensor]:
+        products = torch.matmul(folded[rows], index.folded.T, out=work[: len(rows)])  # (q', N) q.m - |m|^2 / 2
+        found, candidates = products.topk(min(count + 1, n), dim=1)
+        edge = -2 * found[:, -1].float()  # the (count + 1)-th smallest |m|^2 - 2 q.m
+        rounding = 1.01 * BF16_UNIT * edge.abs()
+        return edge - rounding + c_norms[rows].square() - bf16_error[rows], candidates[:, :count]
 
-    def f32_pass(rows: Tensor) -> tuple[Tensor, Tensor, float]:
-        approx = torch.addmm(index.sq_norms[None], queries[rows], memory.T, alpha=-2, out=work[1][: len(rows)])
-        return approx, norms[rows].square() - f32_error[rows], 0.0
+    def f32_pass(rows: Tensor) -> tuple[Tensor, Tensor]:
+        step = max(1, work.numel() * 2 // (4 * n))  # float32 rows in the bfloat16 buffer's bytes
+        edges, candidates = [], []
+        for part in rows.split(step):
+            approx = torch.addmm(index.sq_norms[None], queries[part], memory.T, alpha=-2)  # (q', N) |m|^2 - 2 q.m
+            found, best = approx.topk(min(count + 1, n), dim=1, largest=False)
+            edges.append(found[:, -1] + norms[part].square() - f32_error[part])
+            candidates.append(best[:, :count])
+        return torch.cat(edges), torch.cat(candidates)
 
     rows = torch.arange(len(queries), device=queries.device)
     keys = torch.empty(len(queries), k, dtype=torch.long, device=queries.device)
-    count = min(CANDIDATES, n)
+    step = max(1, budget_bytes // (4 * 12 * count * dim))  # a quarter of the budget: (step, count, D) float32 temporaries
     for approximate in (bf16_pass, f32_pass):
-        approx, offset, unit = approximate(rows)  # (q', N) |m|^2 - 2 q.m; (q',) |q|^2 less the error bound
-        found, candidates = approx.topk(min(count + 1, n), dim=1, largest=False)
-        step = max(1, budget_bytes // (4 * 12 * count * dim))  # a quarter of the budget: (step, count, D) float32 temporaries
+        edge, candidates = approximate(rows)  # lower bounds of the distances outside the candidates
         parts = range(0, len(rows), step)
-        refined = torch.cat([exact_sq_l2(queries[rows[i : i + step]], memory, candidates[i : i + step, :count]) for i in parts])
-        keys[rows] = top_k_keys(refined, k, candidates[:, :count])
+        refined = torch.cat([exact_sq_l2(queries[rows[i : i + step]], memory, candidates[i : i + step]) for i in parts])
+        keys[rows] = top_k_keys(refined, k, candidates)
         if count == n:
             return keys
-        # Rows outside the candidates have approximations a >= a_C. Rounding a product p to bfloat16
-        # moves a by at most 2 unit |p|: for p >= 0, 2p <= max|m|^2 - a_C; for p < 0, 2|p| <= a.
-        edge = found[:, count]
-        rounding = unit * torch.maximum(index.max_centred_norm.square() - edge, edge).clamp_min(0.0)
-        outside = edge - rounding + offset - slack[rows]  # no row outside the candidates is nearer
+        outside = edge - slack[rows]
         outside = outside - 1e-4 * outside.abs()  # float32 rounding of the re-scored sums
-        rows = rows[unpack(keys[rows])[0].max(1).values >= outside]
+        rows = rows[unpack(keys[rows])[0].max(1).values >= outside]  # not certified: no row outside is nearer
         if len(rows) == 0:
             return keys
     everything = torch.arange(n, device=memory.device)
@@ -159,7 +170,7 @@ def nearest_neighbours(
 ) -> tuple[Tensor, Tensor]:
     """The ``k`` nearest memory rows of every query: ``(distances, indices)``, both ``(Q, k)``, nearest first.
 
-    Queries go in chunks whose distance rows fit ``budget_bytes`` (for L2: 6 bytes per query-memory
+    Queries go in chunks whose distance rows fit ``budget_bytes`` (for L2: 2 bytes per query-memory
     pair in three quarters of it, the exact re-scoring in the last quarter; 4 bytes otherwise),
     at least one query a chunk.
     L2 distances come back squared. ``memory`` may be a ``MemoryIndex`` built once for many calls.
@@ -178,10 +189,10 @@ def nearest_neighbours(
     if distance == "l2" and index is None:
         index = MemoryIndex(memory)
     everything = torch.arange(len(memory), device=memory.device)
-    per_query = 8 * len(memory) if distance == "l2" else 4 * len(memory)  # L2: 6 bytes in 3/4 of the budget
+    per_query = 8 * len(memory) // 3 if distance == "l2" else 4 * len(memory)  # L2: 2 bytes in 3/4 of the budget
     rows = min(len(queries), max(1, budget_bytes // per_query))
     if distance == "l2":
-        work = (memory.new_empty(rows, len(memory), dtype=torch.bfloat16), memory.new_empty(rows, len(memory)))
+        work = memory.new_empty(rows, len(memory), dtype=torch.bfloat16)
     keys = []
     with full_precision_products():
         for chunk in queries.split(rows):
