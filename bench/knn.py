@@ -1,7 +1,7 @@
 """kNN search speed and agreement against scikit-learn's brute force, on MNIST-sized data.
 
     python bench/knn.py                       # 60,000 memorised x 10,000 queries, k=3, L2, CPU
-    python bench/knn.py --device cuda         # adds GPU queries/second (no scikit-learn rounds)
+    python bench/knn.py --device cuda         # GPU queries/second instead (no scikit-learn rounds)
 
 The data are synthetic uint8 "images" of MNIST's size (784 pixels, 10 classes: a class-dependent
 band plus noise), normalised with MNIST's mean and std and given to both libraries as the same
@@ -81,6 +81,7 @@ def main() -> None:
           f"{args.weights}, chunk budget {args.chunk_mb:.0f} MiB, torch threads {torch.get_num_threads()}")
 
     if args.device != "cpu":
+        reference = ours(memory, labels, queries[:1000], args)  # the CPU search's predictions, to compare
         memory, labels, queries = memory.to(args.device), labels.to(args.device), queries.to(args.device)
         memory = MemoryIndex(memory) if args.distance == "l2" else memory
         ours(memory, labels, queries[:1000], args)  # warm-up: kernels, allocator
@@ -94,8 +95,10 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         data = sum(t.nbytes for t in (getattr(memory, "memory", memory), labels, queries))
         extra = (torch.cuda.max_memory_allocated() - data) / 2**20
+        same = (ours(memory, labels, queries[:1000], args).cpu() == reference).float().mean().item()
         print(f"{torch.cuda.get_device_name()}: median {statistics.median(times):.3f} s, "
-              f"{args.n_queries / statistics.median(times):,.0f} queries/s; peak beyond the data {extra:.0f} MiB")
+              f"{args.n_queries / statistics.median(times):,.0f} queries/s; peak beyond the data {extra:.0f} MiB; "
+              f"predictions equal to the CPU search's on the first 1,000 queries: {same:.2%}")
         return
 
     memory, index_rise = peak_rss_rise(lambda: MemoryIndex(memory) if args.distance == "l2" else memory)

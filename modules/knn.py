@@ -60,7 +60,7 @@ class KNN(L.LightningModule):
         distance: ``l1`` (sum of absolute differences), ``l2`` (Euclidean) or ``cosine`` (1 - cosine similarity).
         weights: ``uniform`` (one vote each) or ``distance`` (votes weighted by 1 / distance).
         chunk_mb: Memory budget of one chunk of queries' distances to every memorised row, in MiB
-            (about 6 bytes per query and memorised row for L2, 4 for L1 and cosine).
+            (4 bytes per query and memorised row, in three quarters of it for L2).
     """
 
     def __init__(

@@ -170,7 +170,7 @@ def nearest_neighbours(
 ) -> tuple[Tensor, Tensor]:
     """The ``k`` nearest memory rows of every query: ``(distances, indices)``, both ``(Q, k)``, nearest first.
 
-    Queries go in chunks whose distance rows fit ``budget_bytes`` (for L2: 2 bytes per query-memory
+    Queries go in chunks whose distance rows fit ``budget_bytes`` (for L2: 4 bytes per query-memory
     pair in three quarters of it, the exact re-scoring in the last quarter; 4 bytes otherwise),
     at least one query a chunk.
     L2 distances come back squared. ``memory`` may be a ``MemoryIndex`` built once for many calls.
@@ -189,7 +189,8 @@ def nearest_neighbours(
     if distance == "l2" and index is None:
         index = MemoryIndex(memory)
     everything = torch.arange(len(memory), device=memory.device)
-    per_query = 8 * len(memory) // 3 if distance == "l2" else 4 * len(memory)  # L2: 2 bytes in 3/4 of the budget
+    # L2: 2 bytes of product and up to 2 of the matrix product's own scratch, in 3/4 of the budget.
+    per_query = 16 * len(memory) // 3 if distance == "l2" else 4 * len(memory)
     rows = min(len(queries), max(1, budget_bytes // per_query))
     if distance == "l2":
         work = memory.new_empty(rows, len(memory), dtype=torch.bfloat16)
