@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Distance = Literal["l1", "l2", "cosine"]
-CANDIDATES = 32  # rows re-scored exactly per query
+CANDIDATES = 32  # rows re-scored exactly per query (at least 2k)
 BF16_UNIT = 2.0**-8  # unit roundoff of bfloat16 (8 significant bits)
 
 
@@ -116,7 +116,7 @@ def l2_neighbour_keys(queries: Tensor, index: MemoryIndex, k: int, budget_bytes:
     f32_error = 2 * accumulation * norms * index.max_norm
     slack = 1e-5 * (norms + index.max_norm).square()  # float32 rounding of norms, sums and centring
     folded = torch.cat([centred.bfloat16(), centred.new_ones(len(queries), 2, dtype=torch.bfloat16)], 1)  # (q, D + 2)
-    count = min(CANDIDATES, n)
+    count = min(max(CANDIDATES, 2 * k), n)  # candidates re-scored per query
 
     def bf16_pass(rows: Tensor) -> tuple[Tensor, Tensor]:
         products = torch.matmul(folded[rows], index.folded.T, out=work[: len(rows)])  # (q', N) q.m - |m|^2 / 2

@@ -65,9 +65,9 @@ def test_l2_filter_and_refine_is_exact_whichever_pass_certifies(case, passes, mo
         centres = torch.randn(5, 64, generator=generator) * 4
         memory = centres.repeat(20, 1) + torch.randn(100, 64, generator=generator)
         queries = centres + torch.randn(5, 64, generator=generator)
-    elif case == "noise":  # 784 uniform pixels, and 4 candidates: the 3rd and 5th are too close for bfloat16
+    elif case == "noise":  # 784 uniform pixels, with a bfloat16 bound too wide to certify anything
         memory, queries = torch.rand(2000, 784, generator=generator), torch.rand(5, 784, generator=generator)
-        monkeypatch.setattr(knn_search, "CANDIDATES", 4)
+        monkeypatch.setattr(knn_search, "BF16_UNIT", 1.0)
     else:  # the origin is at distance exactly 1 from all 128 rows +-e_i, then far from 50 more
         memory = torch.cat([torch.eye(64), -torch.eye(64), 5 + torch.rand(50, 64, generator=generator)])
         memory = memory[torch.randperm(len(memory), generator=generator)]
@@ -80,6 +80,14 @@ def test_l2_filter_and_refine_is_exact_whichever_pass_certifies(case, passes, mo
     assert indices.tolist() == _reference(queries, memory, 3).tolist()
     if case == "ties":
         assert distances.tolist() == [[1.0, 1.0, 1.0]] and indices[0].tolist() == sorted(indices[0].tolist())
+
+
+def test_l2_with_more_neighbours_than_the_usual_candidates():
+    generator = torch.Generator().manual_seed(1)
+    memory, queries = torch.randn(500, 16, generator=generator), torch.randn(20, 16, generator=generator)
+    distances, indices = nearest_neighbours(queries, memory, 40, "l2", 2**20)
+    assert indices.tolist() == _reference(queries, memory, 40).tolist()
+    assert bool((distances[:, 1:] >= distances[:, :-1]).all())
 
 
 def test_distance_weights_count_only_exact_matches_when_there_are_any():
