@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
+from datamodules.base import ImageDataModule
 from lightning_app.cli import main
 from modules import KNN
 from modules import knn_search
@@ -160,3 +162,24 @@ def test_ddp_memorises_shards_and_predicts_exactly_as_one_process(mnist_dir, in_
     # Each rank answered half the queries against the whole memory: the same accuracies follow.
     metrics = _metrics(in_tmp / "one")
     assert {"val/acc", "test/acc"} <= set(metrics) and metrics == _metrics(in_tmp / "two")
+
+
+class ColourBlocks(ImageDataModule):
+    """3x6x6 colour images whose class is the brightest channel: any ImageDataModule, not only MNIST's."""
+
+    input_shape, num_classes, mean, std = (3, 6, 6), 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(int(split == "test"))
+        labels = torch.randint(0, 3, (120,), generator=generator)
+        images = torch.randint(0, 100, (120, 3, 6, 6), generator=generator, dtype=torch.uint8)
+        images[torch.arange(120), labels] += 150
+        return images, labels
+
+
+def test_colour_images_fit_and_test_on_any_image_data_module(in_tmp):
+    model, data = KNN(input_shape=(3, 6, 6), num_classes=3, k=1), ColourBlocks(batch_size=32, val_split=0.25)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    assert model.memory.shape == (90, 108)
+    assert trainer.test(model, datamodule=data, ckpt_path="best")[0]["test/acc"] == 1.0
