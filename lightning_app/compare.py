@@ -84,7 +84,8 @@ def table(runs: list[Run], metrics: list[str]) -> str:
     rows = []
     for run in runs:
         s = run.summary
-        row = [run.folder.name, s.get("model"), s.get("data"), *(run.config.get(key) for key in keys)]
+        hyperparameters = [f"{v:g}" if isinstance(v, float) else v for v in (run.config.get(key) for key in keys)]
+        row = [run.folder.name, s.get("model"), s.get("data"), *hyperparameters]
         for metric in metrics:
             values = [record[metric] for record in run.history if metric in record]
             row += [values[-1], best(values, metric)] if values else [None, None]
@@ -104,9 +105,11 @@ def plot(runs: list[Run], metrics: list[str], path: Path) -> None:
 
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     keys = differing_keys(runs)
-    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    size = (5 * len(metrics), 3.5 + 0.25 * len(runs))
+    figure, axes = plt.subplots(1, len(metrics), figsize=size, squeeze=False, layout="constrained")
     for axis, metric in zip(axes[0], metrics):
         for run in runs:
             points = [(record["epoch"] + 1, record[metric]) for record in run.history if metric in record]
@@ -115,9 +118,9 @@ def plot(runs: list[Run], metrics: list[str], path: Path) -> None:
                 label = f"{run.folder.name} {run.summary.get('model')}/{run.summary.get('data')} {detail}".strip()
                 axis.plot(*zip(*points), marker="o", label=label)
         axis.set(title=metric, xlabel="epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    figure.tight_layout()
+    figure.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", fontsize="small")
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
