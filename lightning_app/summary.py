@@ -56,6 +56,16 @@ class RunSummary(Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "summary.json"
         self.summary = json.loads(path.read_text()) if path.exists() else {}
+        device = trainer.strategy.root_device
+        self._save(
+            model=type(pl_module).__name__,
+            data=type(trainer.datamodule).__name__ if trainer.datamodule is not None else None,
+            parameters=sum(p.numel() for p in pl_module.parameters()),
+            device=torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+            precision=str(trainer.precision),
+            processes=trainer.world_size,
+            nodes=trainer.num_nodes,
+        )
 
     def _training_time(self) -> float:
         return self._before + time.monotonic() - self._started
@@ -69,18 +79,7 @@ class RunSummary(Callback):
         if self.folder is None:
             return
         self._started, self._before = time.monotonic(), self.summary.get("train_seconds", 0.0)
-        device = trainer.strategy.root_device
-        self._save(
-            model=type(pl_module).__name__,
-            data=type(trainer.datamodule).__name__ if trainer.datamodule is not None else None,
-            parameters=sum(p.numel() for p in pl_module.parameters()),
-            device=torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
-            precision=str(trainer.precision),
-            processes=trainer.world_size,
-            nodes=trainer.num_nodes,
-            status="running",
-            resumed=self.summary.get("resumed", -1) + 1,
-        )
+        self._save(status="running", resumed=self.summary.get("resumed", -1) + 1)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.folder is None or trainer.sanity_checking:
@@ -97,7 +96,7 @@ class RunSummary(Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         if self.folder is not None:
-            self._save(test=_scalars(trainer.callback_metrics, ("test/",)))
+            self._save(test=_scalars(trainer.callback_metrics, ("test/",)), status=self.summary.get("status", "tested"))
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if self.folder is not None:

@@ -13,6 +13,7 @@ from lightning_app.faults import AtomicCheckpointIO
 
 ROOT = Path(__file__).parents[2]
 DIGITS = ["fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.logger", "false", "--trainer.max_epochs", "1"]
+DIGITS += ["--trainer.enable_progress_bar", "false"]
 GOOD = {"state_dict": {"weight": torch.arange(6.0)}, "global_step": 5}
 
 

@@ -30,7 +30,8 @@ def test_two_nodes_train_one_model_on_the_whole_data(tmp_path):
     fit = ["-m", "lightning_app", "fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.max_epochs", "2"]
     fit += ["--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp"]
     fit += ["--trainer.enable_progress_bar", "false"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "GLOO_SOCKET_IFNAME": "lo"}
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}  # each node starts its own W&B service
+    env.update(PYTHONPATH=str(ROOT), WANDB_MODE="offline", GLOO_SOCKET_IFNAME="lo")
     nodes = [subprocess.Popen([*torchrun, *fit], cwd=tmp_path, env=env, stderr=subprocess.PIPE) for _ in range(2)]
     for node in nodes:
         _, stderr = node.communicate(timeout=300)

@@ -38,7 +38,9 @@ def test_killed_run_resumes_to_the_same_result(in_tmp, monkeypatch):
     killed = in_tmp / "killed"
     killed.mkdir()
     kill = ["--trainer.callbacks+=tests.lightning_app.killer.KillAtStep", f"--trainer.callbacks.step={KILL_AT}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    # Its own W&B service: a child sharing the parent's (WANDB_SERVICE) would leave the killed run open there.
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(PYTHONPATH=str(ROOT), WANDB_MODE="offline")
     process = subprocess.run([sys.executable, "-m", "lightning_app", *FIT, *kill], cwd=killed, env=env, capture_output=True)
     assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
     (folder,) = run_folders(killed)
