@@ -3,8 +3,9 @@
 With the W&B logger a new run gets a new id and so a new, empty checkpoint folder, where
 Lightning's own ``"last"`` would find nothing. Here ``last`` means the newest ``last.ckpt``
 under ``<save_dir>/<project>/*/checkpoints/`` whose run has the same experiment (config file
-name, or data and model when there is none), model class and data class. Given any checkpoint
-inside a run folder (``runs/lightning_app/<id>/checkpoints/x.ckpt``), the W&B run ``<id>``
+name, or data and model when there is none), model class and data class; with a run id given
+(``--trainer.logger.init_args.id``, e.g. from the SLURM job id) it means that run's ``last.ckpt``.
+Given a checkpoint inside a run folder (``runs/lightning_app/<id>/checkpoints/x.ckpt``), the W&B run ``<id>``
 resumes (``resume="allow"``), so its curves continue instead of starting a new run.
 """
 
@@ -50,15 +51,20 @@ def resolve_resume(config, subcommand: str) -> None:
     if ckpt_path == "last":
         project_dir = Path(logger.save_dir or config.trainer.default_root_dir) / (logger.project or "lightning_app")
         group = config.trainer.logger.get("dict_kwargs", {}).get("group")
-        found = find_last_checkpoint(project_dir, config.model.class_path, config.data.class_path, group)
+        if logger.id or logger.version:  # this run's own, or none yet
+            own = project_dir / str(logger.id or logger.version) / "checkpoints" / "last.ckpt"
+            found = own if own.exists() else None
+            logger.resume = "allow"  # a requeued job may have started its W&B run before its first checkpoint
+        else:
+            found = find_last_checkpoint(project_dir, config.model.class_path, config.data.class_path, group)
         if found is None:  # not an error, so a requeued job can always pass `--ckpt_path last`
             rank_zero_warn(f"--ckpt_path last: no last.ckpt of experiment {group!r} under {project_dir}; starting a new run")
             config.ckpt_path = None
             return
         rank_zero_info(f"--ckpt_path last: resuming {found}")
         config.ckpt_path = ckpt_path = str(found)
-    run = Path(ckpt_path).parents[1]
+    run = Path(ckpt_path).parent.parent  # "best", "x.ckpt": not in a run folder
     is_run_folder = Path(ckpt_path).parent.name == "checkpoints" and (run / "config.yaml").exists()
-    if subcommand == "fit" and is_run_folder and not (logger.id or logger.version):
+    if subcommand == "fit" and is_run_folder and (logger.id or logger.version or run.name) == run.name:
         logger.id = run.name
         logger.resume = "allow"

@@ -132,6 +132,16 @@ def test_resolve_resume_sets_the_path_and_the_wandb_run(tmp_path):
     assert config.ckpt_path == str(last)
     assert config.trainer.logger.init_args.id == "run123" and config.trainer.logger.init_args.resume == "allow"
 
+    named = fit_config(tmp_path, "last")
+    named.trainer.logger.init_args.id = "slurm-42"  # a requeued job names its run: its own last.ckpt only
+    resolve_resume(named, "fit")
+    assert named.ckpt_path is None and named.trainer.logger.init_args.id == "slurm-42"
+    own = write_run(tmp_path / "lightning_app", "slurm-42", "modules.MLP", "digits_mlp", 500.0)  # older than run123
+    named = fit_config(tmp_path, "last")
+    named.trainer.logger.init_args.id = "slurm-42"
+    resolve_resume(named, "fit")
+    assert named.ckpt_path == str(own) and named.trainer.logger.init_args.resume == "allow"
+
     nothing = fit_config(tmp_path / "empty", "last")
     resolve_resume(nothing, "fit")  # a first attempt of a requeued job: a new run, not an error
     assert nothing.ckpt_path is None and nothing.trainer.logger.init_args.id is None
