@@ -84,7 +84,10 @@ def run(experiment: Experiment, workdir: Path, full: bool, accelerator: str, sha
     """Trains one experiment; returns its table row as a dict (or a skip note)."""
     config = ROOT / "configs" / f"{experiment.config}.yaml"
     row = {"config": experiment.config}
-    extra = data_args(experiment.data, workdir, shared)
+    try:
+        extra = data_args(experiment.data, workdir, shared)
+    except (OSError, ValueError) as error:  # the real data is missing or not what real_data.py expects
+        return {**row, "note": f"no data: {error}"}
     if not config.exists() or isinstance(extra, str):
         return {**row, "note": "config not on this branch" if not config.exists() else extra}
     logs = workdir / "runs" / experiment.config
