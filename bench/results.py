@@ -80,7 +80,9 @@ def data_args(data: str, workdir: Path, shared: Path = SHARED) -> list[str] | st
     return f"no {data} data offline"
 
 
-def run(experiment: Experiment, workdir: Path, full: bool, accelerator: str, shared: Path = SHARED) -> dict:
+def run(
+    experiment: Experiment, workdir: Path, full: bool, accelerator: str, shared: Path = SHARED, precision: str | None = None
+) -> dict:
     """Trains one experiment; returns its table row as a dict (or a skip note)."""
     config = ROOT / "configs" / f"{experiment.config}.yaml"
     row = {"config": experiment.config}
@@ -93,7 +95,7 @@ def run(experiment: Experiment, workdir: Path, full: bool, accelerator: str, sha
     logs = workdir / "runs" / experiment.config
     args = ["fit", "--config", str(config), *extra, "--trainer.accelerator", accelerator]
     args += ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(logs)]
-    args += ["--trainer.enable_progress_bar", "false"]
+    args += ["--trainer.enable_progress_bar", "false", *(["--trainer.precision", precision] if precision else [])]
     if not full:
         args += [*(["--trainer.max_epochs", str(experiment.epochs)] if experiment.epochs else []), *experiment.cpu_args]
     started = time.perf_counter()
@@ -148,12 +150,13 @@ def cli(argv: list[str] | None = None) -> str:
     parser.add_argument("--only", nargs="+", help="config names to run (default: every entry)")
     parser.add_argument("--full", action="store_true", help="the configs' own epochs instead of the CPU caps")
     parser.add_argument("--accelerator", default="cpu", help="cpu or gpu")
+    parser.add_argument("--precision", help="override every config's precision: bf16-mixed, 16-mixed, 32-true")
     parser.add_argument("--shared", type=Path, default=SHARED, help="the real data folder (mnist/, tinyshakespeare/)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "results", help="data copies and run folders")
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="file to rewrite between the markers; - prints")
     options = parser.parse_args(argv)
     chosen = [e for e in EXPERIMENTS if not options.only or e.config in options.only]
-    rows = [run(e, options.workdir, options.full, options.accelerator, options.shared) for e in chosen]
+    rows = [run(e, options.workdir, options.full, options.accelerator, options.shared, options.precision) for e in chosen]
     command = "python bench/results.py" + (f" {' '.join(argv)}" if argv else "")
     table = markdown(rows, command, options.accelerator)
     print(table)
