@@ -1,6 +1,7 @@
 """The one entry point: ``python -m lightning_app {fit,validate,test,predict} --config X.yaml``."""
 
 import inspect
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,12 +85,21 @@ class AppCLI(LightningCLI):
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
 
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
+        if config.get("enable_checkpointing") is False:  # honour the flag despite the `checkpoint` group
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        return super()._instantiate_trainer(config, callbacks)
+
     def configure_optimizers(
         self, lightning_module: L.LightningModule, optimizer: torch.optim.Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
     ) -> Any:
         if lr_scheduler is None:
             return optimizer
-        scheduler = {"scheduler": lr_scheduler, "interval": self._get(self.config, "lr_interval")}
+        interval = self._get(self.config, "lr_interval")
+        if getattr(lr_scheduler, "total_steps", 0) is None:  # e.g. WarmupCosine: the run's length, known now
+            trainer = lightning_module.trainer
+            lr_scheduler.total_steps = trainer.estimated_stepping_batches if interval == "step" else trainer.max_epochs
+        scheduler = {"scheduler": lr_scheduler, "interval": interval}
         if isinstance(lr_scheduler, ReduceLROnPlateau):
             scheduler["monitor"] = lr_scheduler.monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -120,7 +130,8 @@ def main(args: list[str] | None = None) -> AppCLI:
     try:
         return AppCLI(args=args)
     finally:
-        import wandb
-
-        if wandb.run is not None:  # close the run, so the next CLI call in this process starts its own
-            wandb.finish()
+        wandb = sys.modules.get("wandb")  # imported only if a run used it
+        if wandb is not None:
+            if wandb.run is not None:  # close the run, so the next CLI call in this process starts its own
+                wandb.finish()
+            wandb.teardown()  # and stop W&B's service: the next run starts a fresh one

@@ -66,9 +66,10 @@ class FaultTolerance(Callback):
     """What happens on crashes and bad numbers; set under ``faults:`` in a config.
 
     Always on: checkpoints are written atomically, and every checkpoint also holds the random
-    number generators and the torchmetrics running states, so a run resumed from a mid-epoch
-    ``last.ckpt`` continues exactly as the uninterrupted run would (the data loader skips the
-    batches already seen; see ``BatchLoader``).
+    number generators and the running states that the model's ``state_dict`` leaves out
+    (torchmetrics states, non-persistent buffers such as the training sums), so a run resumed
+    from a mid-epoch ``last.ckpt`` continues exactly as the uninterrupted run would (the data
+    loader skips the batches already seen; see ``BatchLoader``).
 
     Args:
         nonfinite_loss: A NaN or infinite training loss: ``raise`` stops the run with an error
@@ -122,7 +123,9 @@ class FaultTolerance(Callback):
         if module is None:
             return {}
         metrics = {name: dict(m.metric_state) for name, m in module.named_modules() if isinstance(m, Metric)}
-        return {"epoch": module.trainer.current_epoch, "rng": _rng_states(), "metrics": metrics}
+        persistent = module.state_dict().keys()
+        buffers = {name: b for name, b in module.named_buffers() if name not in persistent}
+        return {"epoch": module.trainer.current_epoch, "rng": _rng_states(), "metrics": metrics, "buffers": buffers}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restore = state_dict or None
@@ -135,6 +138,9 @@ class FaultTolerance(Callback):
             return
         _set_rng_states(state["rng"])
         mid_epoch = trainer.current_epoch == state["epoch"]
+        if mid_epoch:  # running sums of this epoch's batches; a new epoch starts from the module's own zeros
+            for name, value in state["buffers"].items():
+                pl_module.get_buffer(name).copy_(value)
         for name, metric in pl_module.named_modules():
             # In a new epoch only the best-of-epochs trackers carry over; epoch metrics start empty.
             if name in state["metrics"] and (mid_epoch or isinstance(metric, MaxMetric | MinMetric)):

@@ -1,7 +1,8 @@
 """LightningModules, one file per architecture family; short class paths like ``modules.MLP``."""
 
 from modules.classifier import Classifier
+from modules.cnn import CNN
 from modules.linear import LinearSoftmax
 from modules.mlp import MLP
 
-__all__ = ["Classifier", "LinearSoftmax", "MLP"]
+__all__ = ["CNN", "Classifier", "LinearSoftmax", "MLP"]

@@ -1,0 +1,111 @@
+"""The CLI end to end, as a user runs it: fit, test from a checkpoint, W&B offline, DDP, bf16."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightning_app.cli import main
+
+ROOT = Path(__file__).parents[2]
+MLP_CONFIG = str(ROOT / "configs" / "mnist_mlp.yaml")
+WANDB = str(Path(sys.executable).parent / "wandb")
+
+
+def quick(mnist_dir, *extra):
+    """The MNIST MLP config on the tiny fake files, two short epochs."""
+    return ["--config", MLP_CONFIG, "--data.data_dir", str(mnist_dir), "--data.batch_size", "32",
+            "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false", *extra]
+
+
+def wandb_run(run_dir: Path) -> dict:
+    """An offline W&B run read back through wandb's own reader of the .wandb file."""
+    out = subprocess.run([WANDB, "leet", "inspect", "--summary", "--json", str(run_dir)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_fit_then_test_from_checkpoint(mnist_dir, in_tmp):
+    cli = main(["fit", *quick(mnist_dir, "--trainer.logger", "false")])
+    fit_acc = cli.trainer.callback_metrics["test/acc"].item()
+    assert fit_acc > 0.8  # the fake digits are learnable; chance is 0.1
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    assert best.is_file() and (best.parent / "last.ckpt").is_file()
+    tested = main(["test", *quick(mnist_dir, "--trainer.logger", "false"), "--ckpt_path", str(best)])
+    assert tested.trainer.callback_metrics["test/acc"].item() == pytest.approx(fit_acc)
+    predicted = main(["predict", *quick(mnist_dir, "--trainer.logger", "false"), "--ckpt_path", str(best)])
+    predictions = torch.cat(predicted.trainer.predict_loop.predictions)
+    labels = predicted.datamodule.splits["test"][1]
+    assert predictions.shape == labels.shape
+    assert (predictions == labels).float().mean().item() == pytest.approx(fit_acc)
+
+
+def test_wandb_offline_run_holds_config_and_final_metrics(mnist_dir, in_tmp):
+    cli = main(["fit", *quick(mnist_dir)])
+    main(["fit", *quick(mnist_dir)])  # a second run under the same root must not clash
+    runs = sorted((in_tmp / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    assert all((r / f"run-{r.name.rsplit('-', 1)[1]}.wandb").is_file() for r in runs)
+    run = wandb_run(runs[0])
+    assert run["config"]["model"]["class_path"] == "modules.MLP"
+    assert run["config"]["data"]["init_args"]["data_dir"] == str(mnist_dir)
+    assert run["config"]["optimizer"]["class_path"] == "torch.optim.Adam"
+    assert run["summary"]["test/acc"] == pytest.approx(cli.trainer.callback_metrics["test/acc"].item())
+    assert run["name"] == "mnist_mlp-fit" and set(run["tags"]) >= {"MLP", "MNIST"}
+    saved = yaml.safe_load((runs[0] / "files" / "lightning_config.yaml").read_text())
+    assert saved["model"]["init_args"]["hidden_sizes"] == [128, 64]
+    assert (in_tmp / "runs" / "lightning_app" / run["run_id"] / "config.yaml").is_file()
+
+
+def test_print_config_reproduces_the_run(mnist_dir, in_tmp, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", *quick(mnist_dir, "--model.hidden_sizes", "[256,128]"), "--print_config"])
+    printed = capsys.readouterr().out
+    (in_tmp / "printed.yaml").write_text(printed)
+    again = main(["fit", "--config", str(in_tmp / "printed.yaml"), "--trainer.logger", "false"])
+    assert [m.out_features for m in again.model.net if hasattr(m, "out_features")] == [256, 128, 10]
+    assert again.datamodule.data_dir == mnist_dir
+    assert again.trainer.current_epoch == 2 and again.trainer.callback_metrics["test/acc"] > 0.8
+
+
+def test_config_typo_names_the_key(mnist_dir, in_tmp, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", *quick(mnist_dir, "--model.init_args.hiden_sizes", "[3]")])
+    assert "hiden_sizes" in capsys.readouterr().err
+
+
+def test_schedule_gets_a_learning_rate_monitor(mnist_dir, in_tmp):
+    args = quick(mnist_dir)
+    args[1] = str(ROOT / "configs" / "mnist_linear.yaml")
+    cli = main(["fit", *args])
+    run = wandb_run(next((in_tmp / "runs" / "wandb").glob("offline-run-*")))
+    assert run["summary"]["lr-SGD"] == pytest.approx(0.1)  # StepLR has not stepped in 2 epochs
+    assert cli.trainer.lr_scheduler_configs[0].interval == "epoch"
+
+
+def test_bf16_mixed_on_cpu(mnist_dir, in_tmp):
+    cli = main(["fit", *quick(mnist_dir, "--trainer.logger", "false", "--trainer.precision", "bf16-mixed")])
+    assert cli.trainer.precision == "bf16-mixed"
+    assert cli.trainer.callback_metrics["test/acc"].item() > 0.8
+
+
+def test_ddp_two_cpu_processes(mnist_dir, in_tmp):
+    # WANDB_SERVICE, left by this process's earlier runs, would make the child log through our service.
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(PYTHONPATH=str(ROOT), WANDB_MODE="offline")
+    command = [sys.executable, "-m", "lightning_app", "fit", *quick(mnist_dir),
+               "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=240)
+    runs = list((in_tmp / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1  # only rank 0 logs
+    assert all((r / f"run-{r.name.rsplit('-', 1)[1]}.wandb").is_file() for r in runs)
+    run = wandb_run(runs[0])
+    best = next((in_tmp / "runs" / "lightning_app" / run["run_id"] / "checkpoints").glob("epoch*.ckpt"))
+    # The synchronised test accuracy of two ranks equals one process's accuracy on the whole split.
+    single = main(["test", *quick(mnist_dir, "--trainer.logger", "false"), "--ckpt_path", str(best)])
+    assert run["summary"]["test/acc"] == pytest.approx(single.trainer.callback_metrics["test/acc"].item())
