@@ -48,6 +48,7 @@ class RunSummary(Callback):
         self.summary: dict[str, Any] = {}
         self._started = 0.0
         self._before = 0.0  # training seconds of earlier attempts of a resumed run
+        self._finished_epoch: tuple[int, int] | None = None  # (epoch, step) not yet written
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.logger is None or not trainer.is_global_zero or self.folder is not None:
@@ -82,13 +83,25 @@ class RunSummary(Callback):
         self._save(status="running", resumed=self.summary.get("resumed", -1) + 1)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self.folder is None or trainer.sanity_checking:
+        # The module logs its own epoch metrics (train/acc) after the callbacks' on_train_epoch_end,
+        # so the epoch is written when the next one starts, or when training ends.
+        self._finished_epoch = (trainer.current_epoch, trainer.global_step)
+
+    def _write_epoch(self, trainer) -> None:
+        if self.folder is None or self._finished_epoch is None:
             return
+        (epoch, step), self._finished_epoch = self._finished_epoch, None
         metrics = _scalars(trainer.callback_metrics, ("train/", "val/"))
-        record = {"epoch": trainer.current_epoch, "step": trainer.global_step, "time": round(self._training_time(), 3)}
+        record = {"epoch": epoch, "step": step, "time": round(self._training_time(), 3)}
         with open(self.folder / "metrics.jsonl", "a") as file:
             file.write(json.dumps({**record, **metrics}) + "\n")
-        self._save(train_seconds=self._training_time(), epochs=trainer.current_epoch + 1, last=metrics)
+        self._save(train_seconds=self._training_time(), epochs=epoch + 1, last=metrics)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._write_epoch(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._write_epoch(trainer)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if self.folder is not None:
