@@ -135,9 +135,9 @@ def markdown(rows: list[dict], command: str, accelerator: str) -> str:
     lines += ["| " + " | ".join(row.get(c, "-") for c in columns) + " |" for row in rows if "note" not in row]
     notes = [f"- `{row['config']}`: {row['note']}" for row in rows if "note" in row]
     data = sorted({e.data for e in EXPERIMENTS if e.config in {row["config"] for row in rows if "note" not in row}})
-    footer = [f"Machine: {machine(accelerator)}; torch {torch.__version__}; `{command}`."]
-    footer += [f"{DATA_NOTES[d]}." for d in data]
-    return "\n".join(lines + [""] + footer + ([""] + ["Not in the table:"] + notes if notes else []))
+    footer = [f"Machine: {machine(accelerator)}; torch {torch.__version__}; `{command}`.", ""]
+    footer += [f"- {DATA_NOTES[d]}." for d in data]
+    return "\n".join(lines + [""] + footer + (["", "Not in the table:", ""] + notes if notes else []))
 
 
 def write_between_markers(path: Path, table: str) -> None:
