@@ -1,6 +1,7 @@
 """The one entry point: ``python -m lightning_app {fit,validate,test,predict} --config X.yaml``."""
 
 import inspect
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +11,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from lightning.pytorch.loggers import WandbLogger
 
+from lightning_app.faults import FaultTolerance
+from lightning_app.resume import resolve_resume
+from lightning_app.summary import RunSummary
 from lightning_app.tracking import SaveRunConfig, wandb_offline
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -39,6 +43,7 @@ class AppCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(FaultTolerance, "faults")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -72,18 +77,29 @@ class AppCLI(LightningCLI):
         init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
         init_args.offline = init_args.offline or wandb_offline()
         logger.dict_kwargs = {"group": experiment, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
+        resolve_resume(config, str(self.subcommand))
 
     def after_instantiate_classes(self) -> None:
         check_compatible(self.model, self.datamodule)
+        self.trainer.callbacks.append(RunSummary())
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
+        if config.get("enable_checkpointing") is False:  # honour the flag despite the `checkpoint` group
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        return super()._instantiate_trainer(config, callbacks)
 
     def configure_optimizers(
         self, lightning_module: L.LightningModule, optimizer: torch.optim.Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
     ) -> Any:
         if lr_scheduler is None:
             return optimizer
-        scheduler = {"scheduler": lr_scheduler, "interval": self._get(self.config, "lr_interval")}
+        interval = self._get(self.config, "lr_interval")
+        if getattr(lr_scheduler, "total_steps", 0) is None:  # e.g. WarmupCosine: the run's length, known now
+            trainer = lightning_module.trainer
+            lr_scheduler.total_steps = trainer.estimated_stepping_batches if interval == "step" else trainer.max_epochs
+        scheduler = {"scheduler": lr_scheduler, "interval": interval}
         if isinstance(lr_scheduler, ReduceLROnPlateau):
             scheduler["monitor"] = lr_scheduler.monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -114,8 +130,8 @@ def main(args: list[str] | None = None) -> AppCLI:
     try:
         return AppCLI(args=args)
     finally:
-        import wandb
-
-        if wandb.run is not None:  # close the run, so the next CLI call in this process starts its own
-            wandb.finish()
-        wandb.teardown()  # and stop W&B's service process: runs after this one get a fresh one
+        wandb = sys.modules.get("wandb")  # imported only if a run used it
+        if wandb is not None:
+            if wandb.run is not None:  # close the run, so the next CLI call in this process starts its own
+                wandb.finish()
+            wandb.teardown()  # and stop W&B's service: the next run starts a fresh one

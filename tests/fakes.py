@@ -1,7 +1,10 @@
 """Tiny data in the real on-disk formats, written by the tests themselves."""
 
 import gzip
+import hashlib
+import io
 import struct
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +45,46 @@ def write_mnist(directory: Path, n_train: int = 200, n_test: int = 100) -> Path:
     write_idx(directory / MNIST_FILES[2], test_images)
     write_idx(directory / MNIST_FILES[3], test_labels)
     return directory
+
+
+def cifar_bytes(n: int, label_bytes: int = 1, num_labels: tuple[int, ...] = (10,), seed: int = 0) -> bytes:
+    """``n`` CIFAR binary records: ``label_bytes`` labels, then 3x32x32 pixels whose class is a bright row band."""
+    images, labels = learnable_images(n, num_labels[-1], size=32, seed=seed)
+    columns = [labels % limit for limit in num_labels[:-1]] + [labels]  # coarse labels derived from fine
+    pixels = np.repeat(images[:, None], 3, axis=1).reshape(n, -1)  # (n, 3072): R, G, B planes
+    return np.concatenate([np.stack(columns, axis=1).astype(np.uint8), pixels], axis=1).tobytes()
+
+
+def write_tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    """A tar.gz holding ``members`` (name -> content) as regular files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def accept_archive(monkeypatch, archive: Path, cls) -> Path:
+    """Makes ``cls`` (CIFAR10 or CIFAR100) take the fake ``archive`` for the official one (expects its MD5)."""
+    digest = hashlib.md5(archive.read_bytes()).hexdigest()
+    monkeypatch.setattr(cls, "md5", digest)
+    return archive
+
+
+def write_cifar10_archive(directory: Path, n_per_file: int = 20) -> Path:
+    """``cifar-10-binary.tar.gz`` with five training files and one test file of ``n_per_file`` records each."""
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    members = {f"cifar-10-batches-bin/{name}": cifar_bytes(n_per_file, seed=i) for i, name in enumerate(names)}
+    members["cifar-10-batches-bin/batches.meta.txt"] = b"airplane\nautomobile\n"
+    return write_tar_gz(directory / "cifar-10-binary.tar.gz", members)
+
+
+def write_cifar100_archive(directory: Path, n_train: int = 100, n_test: int = 40) -> Path:
+    """``cifar-100-binary.tar.gz``: ``train.bin`` and ``test.bin`` with coarse and fine labels."""
+    members = {
+        "cifar-100-binary/train.bin": cifar_bytes(n_train, 2, (20, 100), seed=0),
+        "cifar-100-binary/test.bin": cifar_bytes(n_test, 2, (20, 100), seed=1),
+    }
+    return write_tar_gz(directory / "cifar-100-binary.tar.gz", members)

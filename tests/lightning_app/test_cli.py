@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lightning_app.cli import main
@@ -37,6 +38,11 @@ def test_fit_then_test_from_checkpoint(mnist_dir, in_tmp):
     assert best.is_file() and (best.parent / "last.ckpt").is_file()
     tested = main(["test", *quick(mnist_dir, "--trainer.logger", "false"), "--ckpt_path", str(best)])
     assert tested.trainer.callback_metrics["test/acc"].item() == pytest.approx(fit_acc)
+    predicted = main(["predict", *quick(mnist_dir, "--trainer.logger", "false"), "--ckpt_path", str(best)])
+    predictions = torch.cat(predicted.trainer.predict_loop.predictions)
+    labels = predicted.datamodule.splits["test"][1]
+    assert predictions.shape == labels.shape
+    assert (predictions == labels).float().mean().item() == pytest.approx(fit_acc)
 
 
 def test_wandb_offline_run_holds_config_and_final_metrics(mnist_dir, in_tmp):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from datamodules import Digits
-from modules import MLP, LinearSoftmax
+from modules import CNN, MLP, LinearSoftmax
 
 # (model class, init arguments) for an input of IMAGE_SHAPE and 10 classes; each model file adds its cases.
 IMAGE_SHAPE = (1, 8, 8)
@@ -15,6 +15,9 @@ CASES = [
     (MLP, {"hidden_sizes": [32, 16], "activation": "relu"}),
     (MLP, {"hidden_sizes": [32], "activation": "tanh", "dropout": 0.1}),
     (MLP, {"hidden_sizes": [32], "activation": "sigmoid"}),
+    (CNN, {"channels": [8, 16], "pool": "max"}),
+    (CNN, {"channels": [8, 8], "pool": ["none", "avg"], "residual": [False, True], "global_pool": "avg", "init": "kaiming"}),
+    (CNN, {"channels": [4], "padding": 0, "batch_norm": False, "activation": "tanh", "hidden_sizes": [16], "dropout": 0.1, "init": "xavier"}),
 ]
 IDS = [f"{cls.__name__}-{'-'.join(map(str, args.values())) or 'default'}" for cls, args in CASES]
 

@@ -1,0 +1,199 @@
+"""CIFAR-10 and CIFAR-100 from the official binary archives, with batch augmentation on the device.
+
+The binary version is a tar.gz of fixed-size records: label byte(s) then 3,072 pixel bytes
+(1,024 red, 1,024 green, 1,024 blue, row by row). Unlike the Python version it needs no
+unpickling, which could run code from a tampered download.
+"""
+
+import shutil
+import tarfile
+import zlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from datamodules.augment import augment_generator, cutout, random_crop_flip
+from datamodules.base import ImageDataModule
+from datamodules.download import download, md5sum
+
+PIXELS = 3 * 32 * 32
+
+
+def extract(archive: Path, directory: Path, members: list[str]) -> None:
+    """Extracts exactly ``members``, which must be regular files, from a tar.gz into ``directory``.
+
+    Any member that would land outside ``directory`` (absolute path, ``..``) fails the whole
+    archive; links and other members are never written. Each file is written beside its
+    destination and renamed into place once complete.
+    """
+    root = directory.resolve()
+    found = set()
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                target = (root / name).resolve()
+                if Path(name).is_absolute() or not target.is_relative_to(root):
+                    raise ValueError(f"{archive}: member {member.name!r} would extract outside {directory}; refusing it")
+                if name not in members:
+                    continue
+                if not member.isfile():
+                    raise ValueError(f"{archive}: member {member.name!r} is not a regular file (a link?); refusing it")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f".{target.name}.part")
+                with tar.extractfile(member) as source, open(partial, "wb") as f:
+                    shutil.copyfileobj(source, f, 1 << 20)
+                partial.replace(target)
+                found.add(name)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise ValueError(f"{archive}: not a readable tar.gz ({error}); delete it to download it again") from error
+    missing = sorted(set(members) - found)
+    if missing:
+        raise ValueError(f"{archive} lacks {', '.join(missing)}; is it the right archive? Delete it to download it again")
+
+
+def read_records(path: Path, label_bytes: int, num_labels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Parses a CIFAR binary file into uint8 images ``(N, 3, 32, 32)`` and labels ``(N, label_bytes)``."""
+    data = np.fromfile(path, dtype=np.uint8)
+    record = label_bytes + PIXELS
+    if len(data) == 0 or len(data) % record:
+        raise ValueError(
+            f"{path}: {len(data)} bytes is not a whole number of {record}-byte records; "
+            "the file is truncated or not a CIFAR binary file: delete it and its archive to download them again"
+        )
+    records = data.reshape(-1, record)
+    labels = records[:, :label_bytes]
+    for column, limit in enumerate(num_labels):
+        found = labels[:, column].max()
+        if found >= limit:
+            raise ValueError(f"{path}: label {found} in label byte {column} is out of range 0..{limit - 1}")
+    return records[:, label_bytes:].reshape(-1, 3, 32, 32), labels
+
+
+class CIFAR10(ImageDataModule):
+    """CIFAR-10: 50,000 training and 10,000 test colour images of 32x32 in 10 classes.
+
+    Training batches are augmented on the device, as uint8 before normalisation: a random
+    crop of the image padded by ``crop_padding`` black pixels, a horizontal flip with
+    probability 1/2, and a black ``cutout`` square. The draws are seeded by ``seed``, the batch's
+    global index and the rank, so a rerun augments identically. Validation and test batches are never augmented.
+
+    Args:
+        data_dir: Folder that holds (or receives) the archive and its extracted folder.
+        batch_size: Samples per batch, per device.
+        val_split: Fraction of the training split held out for validation (seeded).
+        seed: Seed of the train/validation split, of the shuffling and of the augmentation.
+        crop_padding: Pixels of padding before the random 32x32 crop; 0 turns cropping off.
+        flip: Mirror each training image left to right with probability 1/2.
+        cutout: Side of the square zeroed at a random place in each training image; 0 for none.
+    """
+
+    input_shape = (3, 32, 32)
+    num_classes = 10
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    mirrors = ["https://www.cs.toronto.edu/~kriz/"]
+    archive, md5 = "cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530"
+    folder = "cifar-10-batches-bin"
+    split_files = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
+    label_bytes, num_labels = 1, (10,)
+    label_column = 0  # which label byte is the class
+
+    def __init__(
+        self,
+        data_dir: str = "data/cifar10",
+        batch_size: int = 512,
+        val_split: float = 0.1,
+        seed: int = 0,
+        crop_padding: int = 4,
+        flip: bool = True,
+        cutout: int = 0,
+    ) -> None:
+        super().__init__(batch_size, val_split, seed)
+        self.data_dir = Path(data_dir)
+        self.crop_padding = crop_padding
+        self.flip = flip
+        self.cutout = cutout
+
+    def _members(self) -> list[str]:
+        return [f"{self.folder}/{name}" for names in self.split_files.values() for name in names]
+
+    def prepare_data(self) -> None:
+        if all((self.data_dir / member).exists() for member in self._members()):
+            return
+        archive = self.data_dir / self.archive
+        if not archive.exists():
+            download(self.mirrors, self.archive, self.md5, self.data_dir)
+        elif (actual := md5sum(archive)) != self.md5:  # copied by hand: check it as a download is checked
+            raise ValueError(
+                f"{archive}: MD5 {actual}, expected {self.md5}; it is not the official archive or it is corrupt: "
+                "delete it to download it again"
+            )
+        extract(archive, self.data_dir, self._members())
+
+    def load_split(self, split: str) -> tuple[Tensor, Tensor]:
+        images, labels = [], []
+        for name in self.split_files[split]:
+            path = self.data_dir / self.folder / name
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"{path} is missing; run `fit` (prepare_data downloads and extracts it) "
+                    f"or copy {self.archive} into {self.data_dir}"
+                )
+            batch_images, batch_labels = read_records(path, self.label_bytes, self.num_labels)
+            images.append(batch_images)
+            labels.append(batch_labels[:, self.label_column])
+        return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels).astype(np.int64))
+
+    def augment(self, images: Tensor) -> Tensor:
+        """Crop, flip and cutout of a uint8 ``(B, C, H, W)`` training batch, seeded as the class says."""
+        trainer = self.trainer
+        generator = None
+        if trainer is not None:  # the index of this batch among all training batches of the run
+            step = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+            generator = augment_generator(images.device, self.seed, step, trainer.global_rank)
+        return cutout(random_crop_flip(images, self.crop_padding, self.flip, generator), self.cutout, generator)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        images, labels = batch
+        if self.trainer is not None and self.trainer.training:
+            images = self.augment(images)  # on uint8: a quarter of the bytes of the normalised batch
+        return self.normalize(images), labels
+
+
+class CIFAR100(CIFAR10):
+    """CIFAR-100: CIFAR-10's sizes with 100 fine classes in 20 coarse superclasses.
+
+    Args:
+        data_dir: Folder that holds (or receives) the archive and its extracted folder.
+        batch_size: Samples per batch, per device.
+        val_split: Fraction of the training split held out for validation (seeded).
+        seed: Seed of the train/validation split, of the shuffling and of the augmentation.
+        crop_padding: Pixels of padding before the random 32x32 crop; 0 turns cropping off.
+        flip: Mirror each training image left to right with probability 1/2.
+        cutout: Side of the square zeroed at a random place in each training image; 0 for none.
+        labels: Classify the 100 ``fine`` classes or the 20 ``coarse`` superclasses.
+    """
+
+    mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+    archive, md5 = "cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8"
+    folder = "cifar-100-binary"
+    split_files = {"train": ["train.bin"], "test": ["test.bin"]}
+    label_bytes, num_labels = 2, (20, 100)  # each record: coarse label, fine label, pixels
+
+    def __init__(
+        self,
+        data_dir: str = "data/cifar100",
+        batch_size: int = 512,
+        val_split: float = 0.1,
+        seed: int = 0,
+        crop_padding: int = 4,
+        flip: bool = True,
+        cutout: int = 0,
+        labels: Literal["fine", "coarse"] = "fine",
+    ) -> None:
+        super().__init__(data_dir, batch_size, val_split, seed, crop_padding, flip, cutout)
+        self.label_column = 1 if labels == "fine" else 0
+        self.num_classes = self.num_labels[self.label_column]
