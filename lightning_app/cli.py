@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.faults import FaultTolerance
 from lightning_app.resume import resolve_resume
@@ -18,7 +19,7 @@ from lightning_app.tracking import SaveRunConfig, wandb_offline
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 # Data module attributes that become model arguments of the same name, so a config never repeats them.
-LINKED = ("input_shape", "num_classes", "vocab_size")
+LINKED = ("input_shape", "num_classes", "vocab_size", "vocab", "block_size")
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
     "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "lightning_app", "save_dir": "runs"}},
@@ -107,8 +108,8 @@ class AppCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self._get(self.config, "test_after_fit") or self.datamodule is None:
             return
-        if not callable(getattr(self.datamodule, "test_dataloader", None)):
-            return
+        if not is_overridden("test_dataloader", self.datamodule, L.LightningDataModule):
+            return  # no test split (the base class's method only raises)
         checkpoint = self.trainer.checkpoint_callback
         best = "best" if checkpoint is not None and checkpoint.best_model_path else None
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)

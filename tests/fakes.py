@@ -47,6 +47,14 @@ def write_mnist(directory: Path, n_train: int = 200, n_test: int = 100) -> Path:
     return directory
 
 
+def write_text(path: Path, repeats: int = 60) -> Path:
+    """A small UTF-8 text with a learnable, repeating verse; every character occurs in its first 90%."""
+    verse = "To be, or not to be: that is the question.\nWhether 'tis nobler in the mind to suffer!\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(verse * repeats, encoding="utf-8")
+    return path
+
+
 def cifar_bytes(n: int, label_bytes: int = 1, num_labels: tuple[int, ...] = (10,), seed: int = 0) -> bytes:
     """``n`` CIFAR binary records: ``label_bytes`` labels, then 3x32x32 pixels whose class is a bright row band."""
     images, labels = learnable_images(n, num_labels[-1], size=32, seed=seed)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from datamodules import Digits
-from modules import CNN, MLP, LinearSoftmax
+from modules import CNN, MLP, LinearSoftmax, ViT
 
 # (model class, init arguments) for an input of IMAGE_SHAPE and 10 classes; each model file adds its cases.
 IMAGE_SHAPE = (1, 8, 8)
@@ -15,6 +15,8 @@ CASES = [
     (MLP, {"hidden_sizes": [32, 16], "activation": "relu"}),
     (MLP, {"hidden_sizes": [32], "activation": "tanh", "dropout": 0.1}),
     (MLP, {"hidden_sizes": [32], "activation": "sigmoid"}),
+    (ViT, {"patch_size": 4, "num_layers": 2, "nhead": 4, "d_model": 32, "pool": "cls"}),
+    (ViT, {"patch_size": 2, "num_layers": 1, "nhead": 2, "d_model": 16, "pool": "mean", "attention": "manual", "dropout": 0.1}),
     (CNN, {"channels": [8, 16], "pool": "max"}),
     (CNN, {"channels": [8, 8], "pool": ["none", "avg"], "residual": [False, True], "global_pool": "avg", "init": "kaiming"}),
     (CNN, {"channels": [4], "padding": 0, "batch_norm": False, "activation": "tanh", "hidden_sizes": [16], "dropout": 0.1, "init": "xavier"}),

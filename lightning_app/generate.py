@@ -1,0 +1,72 @@
+"""Text from a language-model checkpoint: ``python -m lightning_app.generate --ckpt_path X.ckpt``.
+
+The checkpoint holds the model's class, its hyperparameters and its vocabulary, so no config
+and no data file is needed.
+"""
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+import torch
+from jsonargparse import CLI
+
+from modules.language_model import LanguageModel
+
+
+def load_language_model(ckpt_path: str, device: str = "cpu") -> LanguageModel:
+    """Rebuilds the model that `fit` saved in ``ckpt_path`` (loaded with ``weights_only``)."""
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"{ckpt_path}: no such checkpoint; fit saves them under runs/lightning_app/<run id>/checkpoints/")
+    checkpoint = torch.load(ckpt_path, map_location=device, weights_only=True)
+    hparams = dict(checkpoint.get("hyper_parameters", {}))
+    class_path = hparams.pop("_class_path", None)
+    if class_path is None:
+        raise ValueError(f"{ckpt_path} records no model class: it was not saved by `python -m lightning_app fit`")
+    module_name, class_name = class_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, LanguageModel)):
+        raise ValueError(f"{ckpt_path} holds a {class_path}, not a language model (modules.Transformer, modules.RNN)")
+    # The CLI also records linked values the class does not take (an RNN has no block_size): skip those.
+    accepted = inspect.signature(cls.__init__).parameters
+    model = cls(**{key: value for key, value in hparams.items() if key in accepted})
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()
+
+
+def generate(
+    ckpt_path: str,
+    prompt: str = "\n",
+    length: int = 500,
+    temperature: float = 0.8,
+    top_k: int | None = 200,
+    seed: int = 0,
+    num_samples: int = 1,
+    device: str = "cpu",
+    output: str | None = None,
+) -> None:
+    """Writes ``num_samples`` continuations of ``prompt`` to stdout (or to ``output``).
+
+    Args:
+        ckpt_path: A checkpoint that `fit` wrote for a language model.
+        prompt: Text to continue; every character must be in the model's vocabulary.
+        length: Characters to generate after the prompt.
+        temperature: Divides the logits: below 1 is more conservative, 0 always takes the likeliest character.
+        top_k: Sample among the k likeliest characters only; None for all.
+        seed: Seed of the sampling: the same seed gives the same text.
+        num_samples: Independent continuations, separated by a line of dashes.
+        device: Where to run, e.g. ``cpu`` or ``cuda``.
+        output: File to write; stdout when None.
+    """
+    model = load_language_model(ckpt_path, device)
+    samples = model.generate_text(prompt, length, temperature, top_k, seed, num_samples)
+    text = "\n---------------\n".join(samples) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    CLI(generate, as_positional=False)

@@ -1,0 +1,80 @@
+"""Language models end to end, as a user runs them: fit a shipped config, then generate from its checkpoint."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from datamodules import Text
+from lightning_app.cli import main
+from lightning_app.generate import generate, load_language_model
+from tests.fakes import write_text
+
+ROOT = Path(__file__).parents[2]
+SHRINK = {
+    "shakespeare_gpt": ["--model.init_args.num_layers", "1", "--model.init_args.d_model", "32", "--model.init_args.nhead", "2"],
+    # With test_after_fit on, a data module without a test split is simply not tested.
+    "shakespeare_gru": ["--model.init_args.hidden_size", "32", "--test_after_fit", "true"],
+}
+
+
+@pytest.mark.parametrize("config", SHRINK)
+def test_fit_then_generate_without_the_data_file(config, in_tmp):
+    text = write_text(in_tmp / "verse.txt")
+    main(
+        ["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), "--trainer.logger", "false",
+         "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--data.init_args.path", str(text),
+         "--data.init_args.block_size", "16", "--data.init_args.batch_size", "4", "--data.init_args.batches_per_epoch", "5",
+         *SHRINK[config]]
+    )  # fmt: skip
+    best = [p for p in (in_tmp / "runs").rglob("*.ckpt") if p.name != "last.ckpt"]
+    assert len(best) == 1 and (best[0].parent / "last.ckpt").exists()
+    vocab = "".join(sorted(set(text.read_text())))
+    assert torch.load(best[0], weights_only=True)["hyper_parameters"]["vocab"] == vocab
+    text.unlink()  # generation needs the checkpoint only
+
+    model = load_language_model(str(best[0]))
+    assert model.vocab == vocab and not model.training
+    generate(str(best[0]), prompt="To be", length=40, seed=3, num_samples=2, output="a.txt")
+    generate(str(best[0]), prompt="To be", length=40, seed=3, num_samples=2, output="b.txt")
+    samples = Path("a.txt").read_text().split("\n---------------\n")
+    assert Path("a.txt").read_text() == Path("b.txt").read_text()
+    assert len(samples) == 2 and all(s.startswith("To be") and len(s.rstrip("\n")) >= 40 for s in samples)
+    with pytest.raises(ValueError, match=r"\['Z'\] are not in the model's vocabulary"):
+        generate(str(best[0]), prompt="Zounds")
+    with pytest.raises(FileNotFoundError, match="missing.ckpt: no such checkpoint"):
+        generate("missing.ckpt")
+
+    # The same through the command line, in a fresh process: the same seed gives the same text.
+    args = ["--ckpt_path", str(best[0]), "--prompt", "To", "--length", "30", "--top_k", "5", "--seed", "1"]
+    run = subprocess.run([sys.executable, "-m", "lightning_app.generate", *args], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    generate(str(best[0]), prompt="To", length=30, top_k=5, seed=1, output="same.txt")
+    assert run.stdout == Path("same.txt").read_text()
+
+
+
+@pytest.mark.slow
+def test_ddp_validation_loss_equals_one_process(in_tmp):
+    """Two ranks train on their own random windows and split the validation windows between them;
+    the synchronised loss must equal one process's loss over the whole validation text."""
+    text = write_text(in_tmp / "verse.txt")
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "lightning_app", "fit", "--config", str(ROOT / "configs" / "shakespeare_gpt.yaml"),
+               "--trainer.logger", "false", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+               "--data.init_args.path", str(text), "--data.init_args.block_size", "16", "--data.init_args.batch_size", "5",
+               "--data.init_args.batches_per_epoch", "3", *SHRINK["shakespeare_gpt"],
+               "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]  # fmt: skip
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
+    (best,) = [p for p in (in_tmp / "runs").rglob("*.ckpt") if p.name != "last.ckpt"]
+    checkpoint = torch.load(best, weights_only=True)
+    (ddp_loss,) = [s["best_model_score"] for k, s in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    data = Text(path=str(text), block_size=16, batch_size=5)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (single,) = trainer.validate(load_language_model(str(best)), datamodule=data)
+    assert single["val/loss"] == pytest.approx(ddp_loss.item(), rel=1e-5)
