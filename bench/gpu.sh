@@ -21,6 +21,6 @@ python -c "import torch, lightning; print('torch', torch.__version__, 'lightning
 step shakespeare_gpt 330 python bench/shakespeare.py --path "$data/tinyshakespeare/input.txt" --accelerator gpu --models gpt
 step knn 75 python bench/knn.py --device cuda --rounds 3 --chunk-mb 4096
 step cifar_resnet 100 python bench/cifar_gpu.py --accelerator gpu --precision bf16-mixed --epochs 3
-step results 120 python bench/results.py --accelerator gpu --full --precision bf16-mixed --shared "$data" \
-    --workdir "$logs/results" --readme - --only mnist_mlp mnist_cnn mnist_vit mnist_knn
-step cifar_loader 45 python bench/cifar_loader.py --device cuda --rounds 3
+step results 90 python bench/results.py --accelerator gpu --full --precision bf16-mixed --shared "$data" \
+    --workdir /tmp/gpu-results --readme - --only mnist_mlp mnist_cnn mnist_vit mnist_knn
+step cifar_loader 40 python bench/cifar_loader.py --device cuda --rounds 3
