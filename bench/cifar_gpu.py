@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--accelerator", default="gpu")
     parser.add_argument("--precision", default="bf16-mixed")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=50_000, help="synthetic training images (10% validate)")
+    parser.add_argument("--samples", type=int, default=50_000, help="synthetic training images (10%% validate)")
     args, cli_args = parser.parse_known_args()
     generator = torch.Generator().manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:

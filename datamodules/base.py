@@ -20,6 +20,10 @@ class BatchLoader:
     shard (``perm[rank::world_size]``). Training shards are cut to one length so every rank
     takes the same number of optimizer steps (DDP needs that); evaluation shards are not
     padded, so no sample is counted twice in a synchronised metric.
+
+    It is resumable mid-epoch: ``state_dict`` counts the batches yielded in the current epoch,
+    and after ``load_state_dict`` the next pass over that same epoch skips them, so a run
+    restored from a mid-epoch checkpoint sees exactly the batches it had not yet trained on.
     """
 
     def __init__(
@@ -38,8 +42,10 @@ class BatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
-        # Lightning calls `set_epoch` on a loader's `batch_sampler` at every epoch start.
-        self.batch_sampler = self
+        self.yielded = 0  # batches yielded so far in this epoch's pass
+        self._resume: dict[str, int] | None = None
+        # Lightning calls `set_epoch` on a loader's `sampler` (and `batch_sampler.sampler`) at every epoch start.
+        self.sampler = self.batch_sampler = self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -64,8 +70,20 @@ class BatchLoader:
         return math.ceil(shard / self.batch_size)
 
     def __iter__(self):
-        for batch in self._indices().split(self.batch_size):
+        # Runs at the first `next`, after Lightning's `set_epoch`: a pass over another epoch skips nothing.
+        resume, self._resume = self._resume, None
+        skip = resume["yielded"] if resume and resume["epoch"] == self.epoch else 0
+        self.yielded = skip
+        for batch in self._indices().split(self.batch_size)[skip:]:
+            self.yielded += 1
             yield tuple(t.index_select(0, batch) for t in self.tensors)  # ~20x faster than t[batch] on CPU
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "yielded": self.yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = state["epoch"]
+        self._resume = dict(state)
 
 
 def split_train_val(

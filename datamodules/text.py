@@ -31,7 +31,8 @@ class RandomWindows:
         self.high, self.batch_size, self.batches = high, batch_size, batches
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
-        self.batch_sampler = self  # Lightning calls `set_epoch` on a loader's `batch_sampler`
+        # Lightning calls `set_epoch` on a loader's `sampler` (and on `batch_sampler.sampler`) each epoch.
+        self.sampler = self.batch_sampler = self
         self.pin = torch.cuda.is_available()  # pinned memory lets the copy to the GPU not block
 
     def set_epoch(self, epoch: int) -> None:

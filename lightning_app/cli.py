@@ -12,6 +12,9 @@ from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROn
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from lightning_app.faults import FaultTolerance
+from lightning_app.resume import resolve_resume
+from lightning_app.summary import RunSummary
 from lightning_app.tracking import SaveRunConfig, wandb_offline
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -41,6 +44,7 @@ class AppCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(FaultTolerance, "faults")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -74,9 +78,11 @@ class AppCLI(LightningCLI):
         init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
         init_args.offline = init_args.offline or wandb_offline()
         logger.dict_kwargs = {"group": experiment, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
+        resolve_resume(config, str(self.subcommand))
 
     def after_instantiate_classes(self) -> None:
         check_compatible(self.model, self.datamodule)
+        self.trainer.callbacks.append(RunSummary())
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
 

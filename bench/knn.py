@@ -1,0 +1,144 @@
+"""kNN search speed and agreement against scikit-learn's brute force, on MNIST-sized data.
+
+    python bench/knn.py                       # 60,000 memorised x 10,000 queries, k=3, L2, CPU
+    python bench/knn.py --device cuda         # GPU queries/second instead (no scikit-learn rounds)
+
+The data are synthetic uint8 "images" of MNIST's size (784 pixels, 10 classes: a class-dependent
+band plus noise), normalised with MNIST's mean and std and given to both libraries as the same
+float32 arrays. Timing rounds interleave scikit-learn and this project's search; the ratio is
+the median over rounds. Peak memory: the rise of the resident set (sampled every millisecond by a
+thread) during one chunked search, against the budget.
+"""
+
+import argparse
+import resource
+import statistics
+import threading
+import time
+
+import numpy as np
+import torch
+
+from modules.knn_search import MemoryIndex, nearest_neighbours, vote
+
+METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
+
+
+def synthetic_mnist(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = rng.integers(0, 120, (n, 28, 28))
+    for i, label in enumerate(labels):
+        images[i, 2 * label + 4 : 2 * label + 9, 4:24] += 120
+    normalised = (images.reshape(n, 784).astype(np.float32) / 255 - 0.1307) / 0.3081
+    return normalised.astype(np.float32), labels
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_rss_rise(function) -> tuple[object, float]:
+    """Runs ``function`` while a thread samples the resident set every millisecond: (result, peak rise in MiB)."""
+    base, peak, done = rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib() - base)
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        return function(), peak[0]
+    finally:
+        done.set()
+        sampler.join()
+
+
+def ours(memory, labels, queries, args) -> torch.Tensor:
+    """Predictions, as ``KNN`` makes them: for L2 the memory's index is built once (at fit) and kept."""
+    distances, indices = nearest_neighbours(queries, memory, args.k, args.distance, int(args.chunk_mb * 2**20))
+    return vote(distances, labels[indices], 10, args.weights, args.distance).argmax(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-memory", type=int, default=60000)
+    parser.add_argument("--n-queries", type=int, default=10000)
+    parser.add_argument("--k", type=int, default=3)
+    parser.add_argument("--distance", choices=list(METRICS), default="l2")
+    parser.add_argument("--weights", choices=["uniform", "distance"], default="uniform")
+    parser.add_argument("--chunk-mb", type=float, default=256.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    x_train, y_train = synthetic_mnist(args.n_memory, seed=0)
+    x_test, _ = synthetic_mnist(args.n_queries, seed=1)
+    memory, labels, queries = torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_test)
+    print(f"{args.n_memory} memorised x {args.n_queries} queries x 784, k={args.k}, {args.distance}, "
+          f"{args.weights}, chunk budget {args.chunk_mb:.0f} MiB, torch threads {torch.get_num_threads()}")
+
+    if args.device != "cpu":
+        reference = ours(memory, labels, queries[:1000], args)  # the CPU search's predictions, to compare
+        memory, labels, queries = memory.to(args.device), labels.to(args.device), queries.to(args.device)
+        memory = MemoryIndex(memory) if args.distance == "l2" else memory
+        ours(memory, labels, queries[:1000], args)  # warm-up: kernels, allocator
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            ours(memory, labels, queries, args)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        data = sum(t.nbytes for t in (getattr(memory, "memory", memory), labels, queries))
+        extra = (torch.cuda.max_memory_allocated() - data) / 2**20
+        same = (ours(memory, labels, queries[:1000], args).cpu() == reference).float().mean().item()
+        print(f"{torch.cuda.get_device_name()}: median {statistics.median(times):.3f} s, "
+              f"{args.n_queries / statistics.median(times):,.0f} queries/s; peak beyond the data {extra:.0f} MiB; "
+              f"predictions equal to the CPU search's on the first 1,000 queries: {same:.2%}")
+        return
+
+    memory, index_rise = peak_rss_rise(lambda: MemoryIndex(memory) if args.distance == "l2" else memory)
+    _, rise = peak_rss_rise(lambda: ours(memory, labels, queries, args))
+    print(f"building the L2 index (kept: a bfloat16 copy, {args.n_memory * 784 * 2 / 2**20:.0f} MiB): peak RSS rise {index_rise:.0f} MiB")
+    print(f"peak RSS rise during the chunked search: {rise:.0f} MiB "
+          f"(budget {args.chunk_mb:.0f} MiB; the whole distance matrix would be "
+          f"{args.n_memory * args.n_queries * 4 / 2**20:.0f} MiB)")
+
+    from sklearn.neighbors import KNeighborsClassifier
+
+    sklearn = KNeighborsClassifier(args.k, algorithm="brute", metric=METRICS[args.distance], weights=args.weights)
+    sklearn.fit(x_train, y_train)
+    theirs_s, ours_s, cpu_ratios = [], [], []
+    for _ in range(args.rounds):
+        start, cpu = time.perf_counter(), time.process_time()
+        expected = sklearn.predict(x_test)
+        theirs_s.append(time.perf_counter() - start)
+        theirs_cpu = time.process_time() - cpu
+        start, cpu = time.perf_counter(), time.process_time()
+        predictions = ours(memory, labels, queries, args).numpy()
+        ours_s.append(time.perf_counter() - start)
+        cpu_ratios.append((time.process_time() - cpu) / theirs_cpu)
+        print(f"  round: scikit-learn {theirs_s[-1]:.2f} s, ours {ours_s[-1]:.2f} s, ratio {ours_s[-1] / theirs_s[-1]:.3f} "
+              f"(CPU time, all threads: scikit-learn {theirs_cpu:.1f} s, ratio {cpu_ratios[-1]:.3f})", flush=True)
+
+    differ = np.flatnonzero(predictions != expected)
+    # A disagreement is a tie when the k-th and (k+1)-th neighbours (float64) are as good as equal
+    # or the vote itself is tied: then either answer follows the rules, only the tie-break differs.
+    distances, _ = sklearn.kneighbors(x_test[differ], args.k + 1) if len(differ) else (np.zeros((0, args.k + 1)), None)
+    boundary_tie = np.isclose(distances[:, -2], distances[:, -1], rtol=1e-5)
+    probabilities = sklearn.predict_proba(x_test[differ]) if len(differ) else np.zeros((0, 10))
+    vote_tie = (probabilities == probabilities.max(1, keepdims=True)).sum(1) > 1
+    ties = int((boundary_tie | vote_tie).sum())
+    print(f"agreement {1 - len(differ) / len(expected):.4%}: {len(differ)} of {len(expected)} predictions differ, "
+          f"{ties} of them at a tie (equal k-th/(k+1)-th distance or equal votes), {len(differ) - ties} otherwise")
+    print(f"median time: scikit-learn {statistics.median(theirs_s):.2f} s, ours {statistics.median(ours_s):.2f} s, "
+          f"median ratio ours/scikit-learn {statistics.median(o / t for o, t in zip(ours_s, theirs_s)):.3f} "
+          f"(CPU-time ratio {statistics.median(cpu_ratios):.3f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Compare runs: ``python -m lightning_app.compare runs/ [--plot curves.png]``.
+
+Lists every run under the given folders (any folder holding a ``summary.json``, see
+``lightning_app/summary.py``) as a Markdown table: model, data, the hyperparameters that differ
+between the runs, the final and best value of each validation metric, the test metrics,
+training time, device and precision. ``--plot`` draws their learning curves. It reads only the
+files each run writes beside its checkpoints, so offline, synced and W&B-less runs compare alike.
+"""
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Config keys that differ between any two runs without saying anything about the experiment.
+IGNORED = ("trainer.logger", "ckpt_path", "config", "model.class_path", "data.class_path")
+
+
+@dataclass
+class Run:
+    folder: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]  # flattened: {"optimizer.lr": 0.001, ...}
+    history: list[dict[str, float]]  # one record per epoch, in order
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"init_args": {"b": 1}}}`` -> ``{"a.b": 1}``; lists become their string."""
+    if not isinstance(tree, dict):
+        return {prefix: str(tree) if isinstance(tree, list) else tree}
+    flat = {}
+    for key, value in tree.items():
+        name = prefix if key == "init_args" else f"{prefix}.{key}" if prefix else str(key)
+        flat.update(flatten(value, name))
+    return flat
+
+
+def load_run(folder: Path) -> Run:
+    summary = json.loads((folder / "summary.json").read_text())
+    config_path = folder / "config.yaml"
+    config = flatten(yaml.safe_load(config_path.read_text()) or {}) if config_path.exists() else {}
+    by_epoch: dict[int, dict[str, float]] = {}
+    metrics_path = folder / "metrics.jsonl"
+    if metrics_path.exists():
+        for line in metrics_path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                by_epoch[record["epoch"]] = record  # a resumed run may repeat an epoch: the later line wins
+    return Run(folder, summary, config, [by_epoch[e] for e in sorted(by_epoch)])
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    folders = []
+    for path in paths:
+        if not path.exists():
+            raise SystemExit(f"{path}: no such folder")
+        folders += [path] if (path / "summary.json").exists() else sorted(p.parent for p in path.rglob("summary.json"))
+    return [load_run(folder) for folder in dict.fromkeys(folders)]
+
+
+def differing_keys(runs: list[Run]) -> list[str]:
+    keys = sorted({key for run in runs for key in run.config if not key.startswith(IGNORED)})
+    return [key for key in keys if len({repr(run.config.get(key)) for run in runs}) > 1]
+
+
+def best(values: list[float], metric: str) -> float:
+    return max(values) if "acc" in metric else min(values)  # accuracies rise, losses fall
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def table(runs: list[Run], metrics: list[str]) -> str:
+    """The Markdown table of ``runs``: one row per run."""
+    keys = differing_keys(runs)
+    tests = sorted({name for run in runs for name in run.summary.get("test", {})})
+    header = ["run", "model", "data", *keys]
+    header += [f"{m} {which}" for m in metrics for which in ("final", "best")]
+    header += [*tests, "epochs", "train time", "device", "status"]
+    rows = []
+    for run in runs:
+        s = run.summary
+        hyperparameters = [f"{v:g}" if isinstance(v, float) else v for v in (run.config.get(key) for key in keys)]
+        row = [run.folder.name, s.get("model"), s.get("data"), *hyperparameters]
+        for metric in metrics:
+            values = [record[metric] for record in run.history if metric in record]
+            row += [values[-1], best(values, metric)] if values else [None, None]
+        row += [s.get("test", {}).get(name) for name in tests]
+        device = f"{s.get('device')} {s.get('precision')}" + (f" x{s['processes']}" if s.get("processes", 1) > 1 else "")
+        seconds = s.get("train_seconds")
+        status = s.get("status", "") + (f", resumed {s['resumed']}x" if s.get("resumed") else "")
+        row += [s.get("epochs"), f"{seconds:.1f} s" if seconds is not None else None, device, status]
+        rows.append([_number(cell) for cell in row])
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def plot(runs: list[Run], metrics: list[str], path: Path) -> None:
+    """One panel per metric, one line per run, epochs on the x axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works without a display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    keys = differing_keys(runs)
+    size = (5 * len(metrics), 3.5 + 0.25 * len(runs))
+    figure, axes = plt.subplots(1, len(metrics), figsize=size, squeeze=False, layout="constrained")
+    for axis, metric in zip(axes[0], metrics):
+        for run in runs:
+            points = [(record["epoch"] + 1, record[metric]) for record in run.history if metric in record]
+            if points:
+                detail = ", ".join(f"{key.rsplit('.', 1)[-1]}={run.config.get(key)}" for key in keys)
+                label = f"{run.folder.name} {run.summary.get('model')}/{run.summary.get('data')} {detail}".strip()
+                axis.plot(*zip(*points), marker="o", label=label)
+        axis.set(title=metric, xlabel="epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    figure.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", fontsize="small")
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(args: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(prog="python -m lightning_app.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="run folders, or folders to search for runs (runs/)")
+    parser.add_argument("--metrics", nargs="+", help="epoch metrics to show (default: every val/ metric)")
+    parser.add_argument("--plot", type=Path, help="write the learning curves of these runs to this PNG file")
+    options = parser.parse_args(args)
+    runs = find_runs(options.paths)
+    if not runs:
+        raise SystemExit(f"no runs under {', '.join(map(str, options.paths))}: a run is a folder with summary.json")
+    seen = sorted({name for run in runs for record in run.history for name in record})
+    metrics = options.metrics or [name for name in seen if name.startswith("val/") and not name.endswith("_best")]
+    text = table(runs, metrics)
+    print(text)
+    if options.plot:
+        curves = options.metrics or [name for name in ("train/loss", "val/loss", "val/acc") if name in seen]
+        plot(runs, curves, options.plot)
+        print(f"learning curves: {options.plot}")
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Each run's own record, beside its checkpoints: what ``python -m lightning_app.compare`` reads.
+
+Offline W&B runs keep their history only inside the binary ``run-*.wandb`` log, which needs the
+``wandb`` executable to decode (``wandb leet inspect --json``) and is absent when W&B is off.
+So every run also writes two small text files into its run folder (``runs/lightning_app/<id>/``):
+
+- ``metrics.jsonl``: one JSON line per epoch: ``epoch``, ``step``, ``time`` (seconds of training
+  so far) and every epoch-level metric (``train/loss``, ``val/acc``, ...). A resumed run appends.
+- ``summary.json``: model, data, parameter count, device, precision, number of processes and
+  nodes, status (``running``, ``finished``, ``failed: ...``), training time, times resumed, the
+  last epoch's metrics and the test metrics.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from lightning_app.tracking import run_dir
+
+
+def _scalars(metrics: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, float]:
+    return {
+        name: float(value)
+        for name, value in sorted(metrics.items())
+        if not name.endswith("_step") and name.startswith(prefix) and torch.as_tensor(value).numel() == 1
+    }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(data, indent=1))
+    os.replace(partial, path)  # a reader never sees half a file
+
+
+class RunSummary(Callback):
+    """Writes ``metrics.jsonl`` and ``summary.json`` in the run folder on global rank 0.
+
+    Runs without a logger share one folder (``default_root_dir``), so they write nothing.
+    """
+
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+        self.summary: dict[str, Any] = {}
+        self._started = 0.0
+        self._before = 0.0  # training seconds of earlier attempts of a resumed run
+        self._finished_epoch: tuple[int, int] | None = None  # (epoch, step) not yet written
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.logger is None or not trainer.is_global_zero or self.folder is not None:
+            return
+        self.folder = run_dir(trainer)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / "summary.json"
+        self.summary = json.loads(path.read_text()) if path.exists() else {}
+        device = trainer.strategy.root_device
+        self._save(
+            model=type(pl_module).__name__,
+            data=type(trainer.datamodule).__name__ if trainer.datamodule is not None else None,
+            parameters=sum(p.numel() for p in pl_module.parameters()),
+            device=torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+            precision=str(trainer.precision),
+            processes=trainer.world_size,
+            nodes=trainer.num_nodes,
+        )
+
+    def _training_time(self) -> float:
+        return self._before + time.monotonic() - self._started
+
+    def _save(self, **fields: Any) -> None:
+        if self.folder is not None:
+            self.summary.update(fields)
+            _write_json(self.folder / "summary.json", self.summary)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if self.folder is None:
+            return
+        self._started, self._before = time.monotonic(), self.summary.get("train_seconds", 0.0)
+        self._save(status="running", resumed=self.summary.get("resumed", -1) + 1)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # The module logs its own epoch metrics (train/acc) after the callbacks' on_train_epoch_end,
+        # so the epoch is written when the next one starts, or when training ends.
+        self._finished_epoch = (trainer.current_epoch, trainer.global_step)
+
+    def _write_epoch(self, trainer) -> None:
+        if self.folder is None or self._finished_epoch is None:
+            return
+        (epoch, step), self._finished_epoch = self._finished_epoch, None
+        metrics = _scalars(trainer.callback_metrics, ("train/", "val/"))
+        record = {"epoch": epoch, "step": step, "time": round(self._training_time(), 3)}
+        with open(self.folder / "metrics.jsonl", "a") as file:
+            file.write(json.dumps({**record, **metrics}) + "\n")
+        self._save(train_seconds=self._training_time(), epochs=epoch + 1, last=metrics)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._write_epoch(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._write_epoch(trainer)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.folder is not None:
+            self._save(status="finished", train_seconds=self._training_time())
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self.folder is not None:
+            self._save(test=_scalars(trainer.callback_metrics, ("test/",)), status=self.summary.get("status", "tested"))
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if self.folder is not None:
+            self._save(status=f"failed: {type(exception).__name__}: {exception}"[:300])

@@ -1,0 +1,76 @@
+"""Crashes while a checkpoint is written never corrupt it; a NaN loss stops the run with a clear message."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_app.cli import main
+from lightning_app.faults import AtomicCheckpointIO
+
+ROOT = Path(__file__).parents[2]
+DIGITS = ["fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.logger", "false", "--trainer.max_epochs", "1"]
+DIGITS += ["--trainer.enable_progress_bar", "false"]
+GOOD = {"state_dict": {"weight": torch.arange(6.0)}, "global_step": 5}
+
+
+class FailsToPickle:
+    def __reduce__(self):
+        raise RuntimeError("disk full")
+
+
+def test_error_mid_write_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(GOOD, path)
+    with pytest.raises(RuntimeError, match="disk full"):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"weight": torch.zeros(10_000)}, "x": FailsToPickle()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["weight"], GOOD["state_dict"]["weight"])
+    assert os.listdir(path.parent) == ["last.ckpt"]  # the partial file is gone
+
+
+# Writes half of the new checkpoint's bytes, then dies by SIGKILL: no cleanup code can run.
+KILLED_MID_WRITE = """
+import io, os, signal, sys, torch
+from lightning_app.faults import AtomicCheckpointIO
+real_save = torch.save
+def half_then_die(obj, file):
+    buffer = io.BytesIO()
+    real_save(obj, buffer)
+    file.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = half_then_die
+AtomicCheckpointIO().save_checkpoint({"state_dict": {"weight": torch.ones(100_000)}, "global_step": 9}, sys.argv[1])
+"""
+
+
+def test_sigkill_mid_write_leaves_a_whole_last_checkpoint(tmp_path):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(GOOD, path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(path)], env=env, capture_output=True)
+    assert process.returncode == -9, process.stderr.decode()[-2000:]
+    partial = tmp_path / "last.ckpt.part"
+    assert partial.stat().st_size > 100_000  # the crash did happen in the middle of writing
+    assert torch.load(path, weights_only=True)["global_step"] == 5
+    assert not list(tmp_path.glob("*.part.ckpt"))  # never named like a checkpoint
+
+
+def test_nan_loss_stops_before_the_step_with_a_clear_message(in_tmp):
+    # lr 1e30: the first step sends the weights to inf, so the second batch's loss is NaN.
+    args = [*DIGITS, "--optimizer.init_args.lr", "1.0e30", "--faults.last_every_n_steps", "1"]
+    with pytest.raises(FloatingPointError, match=r"training loss is nan at epoch 0, global step 1: lower the learning"):
+        main(args)
+    last = torch.load(in_tmp / "runs/checkpoints/last.ckpt", weights_only=True)
+    assert last["global_step"] == 1  # nothing was saved after the bad batch
+
+
+def test_nan_loss_can_be_allowed(in_tmp):
+    args = [*DIGITS, "--optimizer.init_args.lr", "1.0e30", "--faults.nonfinite_loss", "warn", "--test_after_fit", "false"]
+    with pytest.warns(UserWarning, match="training loss is nan"):
+        cli = main([*args, "--trainer.max_steps", "3"])
+    assert cli.trainer.global_step == 3
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)

@@ -1,0 +1,185 @@
+"""kNN: the search against scikit-learn and a full sort, tie-breaks, checkpoints, bad input."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+
+from datamodules.base import ImageDataModule
+from lightning_app.cli import main
+from modules import KNN
+from modules import knn_search
+from modules.knn_search import nearest_neighbours, vote
+
+METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
+BUDGETS = (2**30, 480, 24 * 12)  # one block; 40 memory rows a block; 24 rows (k + 1 is never split)
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2", "cosine"])
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_predictions_and_distances_match_scikit_learn_at_any_chunk_size(distance, weights):
+    generator = torch.Generator().manual_seed(0)
+    memory, queries = torch.randn(300, 20, generator=generator), torch.randn(50, 20, generator=generator)
+    labels = torch.randint(0, 4, (300,), generator=generator)
+    sklearn = KNeighborsClassifier(5, algorithm="brute", metric=METRICS[distance], weights=weights)
+    sklearn.fit(memory.numpy(), labels.numpy())
+    expected_distances, expected_indices = sklearn.kneighbors(queries.numpy())
+    for budget in BUDGETS:
+        distances, indices = nearest_neighbours(queries, memory, 5, distance, budget)
+        assert indices.tolist() == expected_indices.tolist()
+        found = distances.sqrt() if distance == "l2" else distances  # L2 comes back squared
+        torch.testing.assert_close(found, torch.from_numpy(expected_distances).float(), rtol=1e-4, atol=1e-4)
+        predictions = vote(distances, labels[indices], 4, weights, distance).argmax(1)
+        assert predictions.tolist() == sklearn.predict(queries.numpy()).tolist()
+
+
+@pytest.mark.parametrize("budget", BUDGETS[:1] + (24, 36))
+def test_equal_distances_go_to_the_first_memorised_and_equal_votes_to_the_smallest_class(budget):
+    # Every row is at squared distance 4 from the origin except the last (25 + 25).
+    memory = torch.tensor([[5.0, 5.0], [2.0, 0.0], [0.0, 2.0], [-2.0, 0.0], [0.0, -2.0]])
+    labels = torch.tensor([0, 3, 2, 2, 1])
+    distances, indices = nearest_neighbours(torch.zeros(1, 2), memory, 3, "l2", budget)
+    assert indices.tolist() == [[1, 2, 3]] and distances.tolist() == [[4.0, 4.0, 4.0]]
+    assert vote(distances, labels[indices], 4, "uniform", "l2").argmax(1).tolist() == [2]  # votes 3, 2, 2
+    distances, indices = nearest_neighbours(torch.zeros(1, 2), memory, 2, "l2", budget)
+    assert vote(distances, labels[indices], 4, "uniform", "l2").argmax(1).tolist() == [2]  # 3 and 2 tie: 2
+
+
+def _reference(queries, memory, k):
+    """Every distance summed directly, then a stable full sort: the rule the search must follow."""
+    everything = torch.arange(len(memory)).expand(len(queries), -1)
+    return knn_search.exact_sq_l2(queries, memory, everything).sort(dim=1, stable=True).indices[:, :k]
+
+
+@pytest.mark.parametrize(
+    ("case", "passes"),
+    [("digit-like", 1), ("noise", 2), ("ties", 3)],  # bfloat16 certifies; float32 must; neither can
+)
+def test_l2_filter_and_refine_is_exact_whichever_pass_certifies(case, passes, monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    if case == "digit-like":  # clusters: the k-th neighbour is far nearer than the 33rd
+        centres = torch.randn(5, 64, generator=generator) * 4
+        memory = centres.repeat(20, 1) + torch.randn(100, 64, generator=generator)
+        queries = centres + torch.randn(5, 64, generator=generator)
+    elif case == "noise":  # 784 uniform pixels, with a bfloat16 bound too wide to certify anything
+        memory, queries = torch.rand(2000, 784, generator=generator), torch.rand(5, 784, generator=generator)
+        monkeypatch.setattr(knn_search, "BF16_UNIT", 1.0)
+    else:  # the origin is at distance exactly 1 from all 128 rows +-e_i, then far from 50 more
+        memory = torch.cat([torch.eye(64), -torch.eye(64), 5 + torch.rand(50, 64, generator=generator)])
+        memory = memory[torch.randperm(len(memory), generator=generator)]
+        queries = torch.zeros(1, 64)
+    scored = []
+    exact = knn_search.exact_sq_l2
+    monkeypatch.setattr(knn_search, "exact_sq_l2", lambda *args: scored.append(1) or exact(*args))
+    distances, indices = nearest_neighbours(queries, memory, 3, "l2", 2**30)
+    assert min(len(scored), 3) == passes
+    assert indices.tolist() == _reference(queries, memory, 3).tolist()
+    if case == "ties":
+        assert distances.tolist() == [[1.0, 1.0, 1.0]] and indices[0].tolist() == sorted(indices[0].tolist())
+
+
+def test_l2_with_more_neighbours_than_the_usual_candidates():
+    generator = torch.Generator().manual_seed(1)
+    memory, queries = torch.randn(500, 16, generator=generator), torch.randn(20, 16, generator=generator)
+    distances, indices = nearest_neighbours(queries, memory, 40, "l2", 2**20)
+    assert indices.tolist() == _reference(queries, memory, 40).tolist()
+    assert bool((distances[:, 1:] >= distances[:, :-1]).all())
+
+
+def test_distance_weights_count_only_exact_matches_when_there_are_any():
+    distances = torch.tensor([[0.0, 1.0, 1.0], [1.0, 4.0, 4.0]])
+    labels = torch.tensor([[0, 1, 1], [0, 1, 1]])
+    scores = vote(distances, labels, 2, "distance", "l2")  # squared L2: weights 1, 1/2, 1/2
+    assert scores.tolist() == [[1.0, 0.0], [1.0, 1.0]]
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="k=0"):
+        KNN(input_shape=(1, 2, 2), k=0)
+    model = KNN(input_shape=(1, 2, 2), num_classes=2, k=5)
+    with pytest.raises(RuntimeError, match="nothing memorised.*--ckpt_path"):
+        model(torch.zeros(1, 1, 2, 2))
+    model.memory, model.memory_labels = torch.zeros(3, 4), torch.zeros(3, dtype=torch.long)
+    with pytest.raises(ValueError, match="k=5 needs 1 <= k <= 3"):
+        model(torch.zeros(1, 1, 2, 2))
+    with pytest.raises(ValueError, match="queries have 9 features but the memory rows have 4"):
+        model(torch.zeros(1, 1, 3, 3))
+
+
+def test_test_without_fit_or_checkpoint_says_what_to_do(in_tmp):
+    with pytest.raises(RuntimeError, match="nothing memorised"):
+        main(["test", "--config", str(CONFIGS / "digits_knn.yaml"), "--trainer.logger", "false"])
+
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+
+
+def test_fit_memorises_the_training_split_and_test_restores_it_from_the_checkpoint(in_tmp):
+    args = ["--config", str(CONFIGS / "digits_knn.yaml"), "--trainer.logger", "false", "--model.distance", "l1"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    fit = main(["fit", *args])
+    train_images, train_labels = fit.datamodule.splits["train"]
+    checkpoint = in_tmp / "runs" / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert state["memory"].shape == (len(train_images), 64)
+    assert sorted(state["memory_labels"].tolist()) == sorted(train_labels.tolist())
+
+    tested = main(["test", *args, "--ckpt_path", str(checkpoint)])
+    assert tested.trainer.callback_metrics["test/acc"] == fit.trainer.callback_metrics["test/acc"] > 0.95
+    predicted = main(["predict", *args, "--ckpt_path", str(checkpoint)])
+    predictions = torch.cat(predicted.trainer.predict_loop.predictions)
+    # The documented rule, the slow way: full sort, stable, so equal distances keep memory order.
+    test_images = predicted.datamodule.normalize(predicted.datamodule.splits["test"][0]).flatten(1)
+    order = torch.cdist(test_images, state["memory"], p=1).sort(dim=1, stable=True).indices[:, :3]
+    votes = torch.zeros(len(test_images), 10).scatter_add_(1, state["memory_labels"][order], torch.ones(len(order), 3))
+    assert predictions.tolist() == votes.argmax(1).tolist()
+
+
+def _metrics(folder: Path) -> dict[str, float]:
+    """The last value of every metric in a CSVLogger's metrics.csv."""
+    rows = list(csv.DictReader((next(folder.rglob("metrics.csv"))).open()))
+    return {key: float(row[key]) for row in rows for key in row if row[key] and key.endswith("acc")}
+
+
+def test_ddp_memorises_shards_and_predicts_exactly_as_one_process(mnist_dir, in_tmp):
+    args = ["--config", str(CONFIGS / "mnist_knn.yaml"), "--data.data_dir", str(mnist_dir), "--data.batch_size", "32"]
+    args += ["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "true"]
+    args += ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.init_args.save_dir"]
+    main(["fit", *args, "one"])
+    command = [sys.executable, "-m", "lightning_app", "fit", *args, "two", "--trainer.strategy", "ddp", "--trainer.devices", "2"]
+    environment = {**os.environ, "PYTHONPATH": str(CONFIGS.parent)}
+    result = subprocess.run(command, cwd=in_tmp, env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (torch.load(next((in_tmp / d).rglob("last.ckpt")), weights_only=True)["state_dict"] for d in ("one", "two"))
+    assert torch.equal(one["memory"], two["memory"]) and torch.equal(one["memory_labels"], two["memory_labels"])
+    assert len(one["memory"]) == 180  # 200 training images less the 10% validation split
+    # Each rank answered half the queries against the whole memory: the same accuracies follow.
+    metrics = _metrics(in_tmp / "one")
+    assert {"val/acc", "test/acc"} <= set(metrics) and metrics == _metrics(in_tmp / "two")
+
+
+class ColourBlocks(ImageDataModule):
+    """3x6x6 colour images whose class is the brightest channel: any ImageDataModule, not only MNIST's."""
+
+    input_shape, num_classes, mean, std = (3, 6, 6), 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(int(split == "test"))
+        labels = torch.randint(0, 3, (120,), generator=generator)
+        images = torch.randint(0, 100, (120, 3, 6, 6), generator=generator, dtype=torch.uint8)
+        images[torch.arange(120), labels] += 150
+        return images, labels
+
+
+def test_colour_images_fit_and_test_on_any_image_data_module(in_tmp):
+    model, data = KNN(input_shape=(3, 6, 6), num_classes=3, k=1), ColourBlocks(batch_size=32, val_split=0.25)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    assert model.memory.shape == (90, 108)
+    assert trainer.test(model, datamodule=data, ckpt_path="best")[0]["test/acc"] == 1.0
