@@ -48,16 +48,19 @@ EXPERIMENTS = [
     Experiment("mnist_mlp", "mnist", epochs=5),
     Experiment("mnist_knn", "mnist"),
     Experiment("mnist_cnn", "mnist", epochs=3),
-    Experiment("mnist_vit", "mnist", gpu_only="about 140 s per epoch on 2 CPU cores, 30% after 2 epochs"),
+    Experiment("mnist_vit", "mnist", epochs=5),
     # 100 steps instead of 2,000 on the CPU: a GPT step takes about a second on 2 shared cores.
     Experiment("shakespeare_rnn", "shakespeare", epochs=1, cpu_args=TEXT_CPU),
     Experiment("shakespeare_lstm", "shakespeare", epochs=1, cpu_args=TEXT_CPU),
     Experiment("shakespeare_gru", "shakespeare", epochs=1, cpu_args=TEXT_CPU),
     Experiment("shakespeare_gpt", "shakespeare", epochs=1, cpu_args=TEXT_CPU),
+    Experiment("shakespeare_gpt_gpu", "shakespeare", gpu_only="10.7M parameters, 5,000 steps: bench/shakespeare.py --accelerator gpu"),
     Experiment("cifar10_linear", "cifar10"),
     Experiment("cifar10_mlp", "cifar10"),
     Experiment("cifar10_cnn", "cifar10"),
     Experiment("cifar10_resnet", "cifar10"),
+    Experiment("cifar10_knn", "cifar10"),
+    Experiment("cifar10_vit", "cifar10"),
     Experiment("cifar100_resnet", "cifar100"),
 ]
 DATA_NOTES = {

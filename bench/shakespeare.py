@@ -72,8 +72,8 @@ def run(model: str, args, folder: str) -> dict:
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     data, trainer = cli.datamodule, cli.trainer
     characters = trainer.global_step * data.batch_size * data.block_size
-    trained = cli.model.to("cuda" if args.accelerator == "gpu" else "cpu")  # fit's teardown left it on the CPU
-    sample = trained.generate_text("\n", args.sample, temperature=0.8, top_k=200, seed=0)[0] if args.sample else ""
+    lm = cli.model.to("cuda" if args.accelerator == "gpu" else "cpu")  # fit's teardown left it on the CPU
+    sample = lm.generate_text("\n", args.sample, temperature=0.8, top_k=200, seed=0)[0] if args.sample else ""
     return {
         "model": f"{model} ({cli.config.model.class_path.rsplit('.', 1)[-1]})",
         "params": sum(p.numel() for p in cli.model.parameters()),
