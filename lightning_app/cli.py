@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -89,6 +89,10 @@ class AppCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
         if config.get("enable_checkpointing") is False:  # honour the flag despite the `checkpoint` group
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        chosen = [*callbacks, *(config.get("callbacks") or [])]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in chosen):
+            # Lightning's default bar redraws after every step, which costs more than a small model's step.
+            callbacks = [*callbacks, TQDMProgressBar(refresh_rate=10)]
         return super()._instantiate_trainer(config, callbacks)
 
     def configure_optimizers(
