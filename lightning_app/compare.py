@@ -101,7 +101,10 @@ def table(runs: list[Run], metrics: list[str]) -> str:
 
 def plot(runs: list[Run], metrics: list[str], path: Path) -> None:
     """One panel per metric, one line per run, epochs on the x axis."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise SystemExit("--plot needs matplotlib: pip install -e '.[plot]'") from None
 
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as plt
