@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.faults import FaultTolerance
+from lightning_app.pictures import Pictures, default_pictures
 from lightning_app.resume import resolve_resume
 from lightning_app.summary import RunSummary
 from lightning_app.tracking import SaveRunConfig, wandb_offline
@@ -60,6 +61,13 @@ class AppCLI(LightningCLI):
             "--test_after_fit", type=bool, default=True, help="After `fit`, test the best checkpoint on the test split."
         )
         parser.add_argument(
+            "--pictures",
+            type=Pictures | bool,
+            default=True,
+            help="Picture callbacks added where they fit the model; `false` for none, `--pictures.<kind> false` "
+            "to leave one kind out (docs/pictures.md).",
+        )
+        parser.add_argument(
             "--lr_interval",
             type=Literal["epoch", "step"],
             default="epoch",
@@ -83,6 +91,8 @@ class AppCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         check_compatible(self.model, self.datamodule)
         self.trainer.callbacks.append(RunSummary())
+        pictures = self._get(self.config, "pictures")
+        self.trainer.callbacks += default_pictures(self.model, self.datamodule, str(self.subcommand), self.trainer.callbacks, pictures)
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
 

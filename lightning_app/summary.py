@@ -8,7 +8,8 @@ So every run also writes two small text files into its run folder (``runs/lightn
   so far) and every epoch-level metric (``train/loss``, ``val/acc``, ...). A resumed run appends.
 - ``summary.json``: model, data, parameter count, device, precision, number of processes and
   nodes, status (``running``, ``finished``, ``failed: ...``), training time, times resumed, the
-  last epoch's metrics and the test metrics.
+  last epoch's metrics and the test metrics, and ``files``: what callbacks wrote in the run
+  folder, by key (``{"test/confusion_matrix": ["pictures/test/confusion_matrix.png", ...]}``).
 """
 
 import json
@@ -114,3 +115,17 @@ class RunSummary(Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if self.folder is not None:
             self._save(status=f"failed: {type(exception).__name__}: {exception}"[:300])
+
+    def add_files(self, key: str, paths: list[Path]) -> None:
+        """Lists ``paths`` (files in the run folder) under ``files[key]`` in ``summary.json``."""
+        if self.folder is not None:
+            listed = self.summary.setdefault("files", {}).setdefault(key, [])
+            listed += [name for name in (os.path.relpath(path, self.folder) for path in paths) if name not in listed]
+            self._save()
+
+
+def add_files(trainer, key: str, paths: list[Path]) -> None:
+    """For callbacks: lists files they wrote in the run folder in the run's ``summary.json``."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, RunSummary):
+            callback.add_files(key, paths)
