@@ -3,7 +3,8 @@
 Lists every run under the given folders (any folder holding a ``summary.json``, see
 ``lightning_app/summary.py``) as a Markdown table: model, data, the hyperparameters that differ
 between the runs, the final and best value of each validation metric, the test metrics,
-training time, device and precision. ``--plot`` draws their learning curves. It reads only the
+training time, device and precision. ``--plot`` draws their learning curves, and their test
+confusion matrices side by side where the runs have them. It reads only the
 files each run writes beside its checkpoints, so offline, synced and W&B-less runs compare alike.
 """
 
@@ -104,7 +105,7 @@ def plot(runs: list[Run], metrics: list[str], path: Path) -> None:
     try:
         import matplotlib
     except ModuleNotFoundError:
-        raise SystemExit("--plot needs matplotlib: pip install -e '.[plot]'") from None
+        raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
 
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as plt
@@ -145,6 +146,10 @@ def main(args: list[str] | None = None) -> str:
         curves = options.metrics or [name for name in ("train/loss", "val/loss", "val/acc") if name in seen]
         plot(runs, curves, options.plot)
         print(f"learning curves: {options.plot}")
+        from lightning_app.pictures.confusion import confusion_side_by_side  # numpy and matplotlib: only to draw
+
+        if confusion := confusion_side_by_side(runs, options.plot.with_name(f"{options.plot.stem}_confusion.png")):
+            print(f"confusion matrices: {confusion}")
     return text
 
 

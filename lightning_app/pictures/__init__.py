@@ -13,57 +13,25 @@ none, ``--pictures.<kind> false`` leaves one out. Files: ``<run folder>/pictures
 (and ``.csv`` for tables), listed under ``files`` in ``summary.json``; see ``docs/pictures.md``.
 """
 
-from dataclasses import dataclass
+import importlib
 
-from lightning.pytorch.callbacks import Callback
-
-from lightning_app.pictures.attention import AttentionMaps
-from lightning_app.pictures.classifier import ClassifierPictures
-from lightning_app.pictures.filters import ConvFilters
-from lightning_app.pictures.knn import KNNNeighbours
-from lightning_app.pictures.samples import TextSamples
-
-KINDS = {
-    "classifier": ClassifierPictures,
-    "filters": ConvFilters,
-    "attention": AttentionMaps,
-    "samples": TextSamples,
-    "knn": KNNNeighbours,
+# Where each public name lives. The submodules load on first use, so that reading a confusion
+# matrix (``compare --plot``) does not import torch and Lightning.
+HOMES = {
+    "AttentionMaps": "attention",
+    "ClassifierPictures": "classifier",
+    "ConvFilters": "filters",
+    "KNNNeighbours": "knn",
+    "TextSamples": "samples",
+    "Pictures": "defaults",
+    "default_pictures": "defaults",
 }
 
 
-@dataclass
-class Pictures:
-    """The picture callbacks the CLI adds where they fit the model (``--pictures false``: none).
-
-    Args:
-        classifier: Confusion matrix, per-class accuracy and most confident mistakes, at test end.
-        filters: The first conv layer's filters and the layers' output sizes, at the end of fit.
-        attention: Attention maps of one validation sample per layer and head, at the end of fit.
-        samples: Text from a fixed prompt after every validation, for language models.
-        knn: Test queries with their nearest memorised neighbours, for kNN.
-    """
-
-    classifier: bool = True
-    filters: bool = True
-    attention: bool = True
-    samples: bool = True
-    knn: bool = True
+def __getattr__(name: str):
+    if name in HOMES:
+        return getattr(importlib.import_module(f"{__name__}.{HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def default_pictures(model, datamodule, subcommand: str, chosen: list[Callback], pictures: Pictures | bool) -> list[Callback]:
-    """The picture callbacks to add to a run: each kind that ``pictures`` leaves on, that works in
-    ``subcommand`` and fits the model, and of whose class ``chosen`` (the configured callbacks) has none."""
-    if pictures is False:
-        return []
-    return [
-        kind()
-        for name, kind in KINDS.items()
-        if getattr(pictures, name, True)
-        and subcommand in kind.stages
-        and kind.missing(model, datamodule) is None
-        and not any(isinstance(callback, kind) for callback in chosen)
-    ]
-
-
-__all__ = ["AttentionMaps", "ClassifierPictures", "ConvFilters", "KNNNeighbours", "Pictures", "TextSamples", "default_pictures"]
+__all__ = sorted(HOMES)

@@ -13,7 +13,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lightning_app.pictures.draw import data_statistics, displayable, figure, like_model, publish, show
+from lightning_app.pictures.figures import figure, show
+from lightning_app.pictures.publish import data_statistics, displayable, like_model, publish
 from lightning_app.pictures.filters import first_conv
 
 

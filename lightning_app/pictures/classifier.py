@@ -2,19 +2,15 @@
 
 import math
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_app.pictures.confusion import (
-    confusion_matrix,
-    confusion_table,
-    draw_confusion,
-    draw_per_class,
-    per_class_table,
-)
-from lightning_app.pictures.draw import Table, data_statistics, displayable, figure, publish, tile_grid
+from lightning_app.pictures.confusion import confusion_table, draw_confusion, draw_per_class, per_class_table
+from lightning_app.pictures.figures import Table, figure, tile_grid
+from lightning_app.pictures.publish import data_statistics, displayable, publish
 from lightning_app.pictures.names import class_names
 from modules.knn import gather_shards
 
@@ -48,6 +44,12 @@ class SeededSubset:
             keep = keys.topk(self.size, largest=False).indices.sort().values
             keys, merged = keys[keep], {name: c[keep] for name, c in merged.items()}
         self.keys, self.columns = keys, merged
+
+
+def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> Tensor:
+    """``(K, K)`` counts: entry ``[i, j]`` is the number of class-i samples predicted as class j."""
+    flat = labels.long() * num_classes + predictions.long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def probabilities(scores: Tensor) -> Tensor:
@@ -145,7 +147,7 @@ class ClassifierPictures(Callback):
             rows = {"images": torch.zeros(0, *shape), "confidence": torch.zeros(0)}
             rows.update({name: torch.zeros(0, dtype=torch.long) for name in ("label", "predicted", "position")})
         counts = confusion_matrix(rows["label"], rows["predicted"], self.num_classes).to(device)
-        counts = trainer.strategy.reduce(counts.float(), reduce_op="sum").round().long().cpu()
+        counts = trainer.strategy.reduce(counts.float(), reduce_op="sum").round().long().cpu().numpy()
         wrong = (rows["label"] != rows["predicted"]).nonzero().squeeze(1)
         worst = wrong[rows["confidence"][wrong].argsort(descending=True)[: self.num_misclassified]]
         columns = ("images", "label", "predicted", "confidence", "position")
@@ -155,13 +157,13 @@ class ClassifierPictures(Callback):
         if trainer.is_global_zero:
             self._draw(trainer, counts, gathered)
 
-    def _draw(self, trainer, counts: Tensor, mistakes: dict[str, Tensor]) -> None:
+    def _draw(self, trainer, counts: np.ndarray, mistakes: dict[str, Tensor]) -> None:
         total = int(counts.sum())
         if total == 0:
             rank_zero_warn("ClassifierPictures: the test step never called the model on (images, labels) batches; no pictures")
             return
         names = class_names(trainer.datamodule, self.num_classes)
-        title = f"{total} test samples, accuracy {counts.diag().sum() / total:.4f}"
+        title = f"{total} test samples, accuracy {np.trace(counts) / total:.4f}"
         publish(trainer, "test/confusion_matrix", draw_confusion(counts, names, title), confusion_table(counts, names), self.dpi)
         publish(trainer, "test/per_class_accuracy", draw_per_class(counts, names, title), per_class_table(counts, names), self.dpi)
         order = mistakes["confidence"].argsort(descending=True)[: self.num_misclassified]

@@ -8,22 +8,14 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from lightning_app.pictures.draw import Table, figure
+from lightning_app.pictures.figures import Table, figure
 
 ANNOTATED = 20  # classes up to which every cell shows its number
 NAMED = 30  # classes up to which the axes name every class
 
 
-def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> Tensor:
-    """``(K, K)`` counts: entry ``[i, j]`` is the number of class-i samples predicted as class j."""
-    flat = labels.long() * num_classes + predictions.long()
-    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
-
-
-def confusion_table(matrix: Tensor, names: list[str]) -> Table:
+def confusion_table(matrix: np.ndarray, names: list[str]) -> Table:
     return Table(["true \\ predicted", *names], [[name, *row] for name, row in zip(names, matrix.tolist())])
 
 
@@ -36,8 +28,8 @@ def read_confusion(path: Path) -> tuple[list[str], np.ndarray]:
     return header[1:], np.array([[int(count) for count in row[1:]] for row in rows])
 
 
-def per_class_table(matrix: Tensor, names: list[str]) -> Table:
-    totals, correct = matrix.sum(1).tolist(), matrix.diag().tolist()
+def per_class_table(matrix: np.ndarray, names: list[str]) -> Table:
+    totals, correct = matrix.sum(1).tolist(), matrix.diagonal().tolist()
     rows = [[i, name, c, t, round(c / t, 6) if t else ""] for i, (name, c, t) in enumerate(zip(names, correct, totals))]
     return Table(["class", "name", "correct", "total", "accuracy"], rows)
 
@@ -64,21 +56,21 @@ def draw_panel(axis, matrix: np.ndarray, names: list[str], normalise: bool, titl
     axis.set(xlabel="predicted", ylabel="true", title=title)
 
 
-def draw_confusion(matrix: Tensor, names: list[str], title: str):
+def draw_confusion(matrix: np.ndarray, names: list[str], title: str):
     """Counts beside the row-normalised matrix."""
     side = panel_inches(len(names))
     fig = figure(2 * side + 1.0, side + 0.6)
     counts, shares = fig.subplots(1, 2)
-    draw_panel(counts, matrix.numpy(), names, False, "counts")
-    draw_panel(shares, matrix.numpy(), names, True, "row-normalised (recall on the diagonal)")
+    draw_panel(counts, matrix, names, False, "counts")
+    draw_panel(shares, matrix, names, True, "row-normalised (recall on the diagonal)")
     fig.suptitle(title)
     return fig
 
 
-def draw_per_class(matrix: Tensor, names: list[str], title: str):
+def draw_per_class(matrix: np.ndarray, names: list[str], title: str):
     """One horizontal bar per class: its accuracy (recall), with the count of its samples."""
-    totals = matrix.sum(1).numpy()
-    accuracy = matrix.diag().numpy() / np.maximum(totals, 1)
+    totals = matrix.sum(1)
+    accuracy = matrix.diagonal() / np.maximum(totals, 1)
     fig = figure(6.0, float(np.clip(1.0 + 0.25 * len(names), 2.5, 25.0)))
     axis = fig.subplots()
     positions = np.arange(len(names))
@@ -98,3 +90,19 @@ def draw_side_by_side(matrices: list[tuple[str, list[str], np.ndarray]]):
         accuracy = np.trace(matrix) / max(matrix.sum(), 1)
         draw_panel(axis, matrix, names, True, f"{title}\naccuracy {accuracy:.4f} on {matrix.sum()}")
     return fig
+
+
+def confusion_side_by_side(runs: list, path: Path) -> Path | None:
+    """Draws the test confusion matrices of the ``runs`` (``compare.Run``: ``folder``, ``summary``) that
+    listed one in their ``summary.json``, side by side, into ``path``; None when no run has one."""
+    matrices = []
+    for run in runs:
+        listed = run.summary.get("files", {}).get("test/confusion_matrix", [])
+        tables = [run.folder / name for name in listed if name.endswith(".csv") and (run.folder / name).is_file()]
+        if tables:
+            names, counts = read_confusion(tables[0])
+            matrices.append((f"{run.folder.name} {run.summary.get('model')}/{run.summary.get('data')}", names, counts))
+    if not matrices:
+        return None
+    draw_side_by_side(matrices).savefig(path, dpi=100)
+    return path

@@ -8,7 +8,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from lightning_app.pictures.draw import Table, figure, like_model, publish, show
+from lightning_app.pictures.figures import Table, figure, show
+from lightning_app.pictures.publish import like_model, publish
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:

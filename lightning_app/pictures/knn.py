@@ -6,7 +6,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_app.pictures.classifier import model_classes
-from lightning_app.pictures.draw import Table, data_statistics, displayable, publish, tile_grid
+from lightning_app.pictures.figures import Table, tile_grid
+from lightning_app.pictures.publish import data_statistics, displayable, publish
 from lightning_app.pictures.names import class_names
 from modules.knn_search import nearest_neighbours
 

@@ -6,7 +6,8 @@ import textwrap
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_app.pictures.draw import Table, figure, publish
+from lightning_app.pictures.figures import Table, figure
+from lightning_app.pictures.publish import publish
 from lightning_app.tracking import run_dir
 
 COLUMNS = ["epoch", "step", "val/loss", "text"]

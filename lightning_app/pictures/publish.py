@@ -1,40 +1,24 @@
-"""What every picture callback shares: a headless figure, images ready to show, and one way out.
+"""Out of a run: tensors into pictures, and pictures into the run folder, W&B and ``summary.json``.
 
 ``publish`` writes a picture (PNG) and its table (CSV) into ``<run folder>/pictures/<key>``,
 each written beside its place and renamed into it (a reader never sees half a file), logs them
 to W&B under the same ``key`` when the run has a ``WandbLogger``, and lists them in the run's
-``summary.json``. matplotlib is imported by the first picture drawn, never at start-up, and only
-its object-oriented ``Figure`` is used: no pyplot state, no display, the Agg renderer.
+``summary.json``.
 """
 
 import csv
 import io
-import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
+from lightning_app.pictures.figures import Table
 from lightning_app.summary import add_files
 from lightning_app.tracking import run_dir
-
-
-@dataclass
-class Table:
-    columns: list[str]
-    rows: list[list[Any]]
-
-
-def figure(width: float, height: float, layout: str | None = "constrained"):
-    """A matplotlib ``Figure`` of ``width`` x ``height`` inches (pixels: inches x dpi)."""
-    from matplotlib.figure import Figure  # here, not at the top: a run that draws nothing never imports it
-
-    return Figure(figsize=(width, height), layout=layout)
 
 
 def like_model(x: Tensor, model: torch.nn.Module) -> Tensor:
@@ -54,43 +38,6 @@ def displayable(images: Tensor, mean: tuple[float, ...] | None = None, std: tupl
         low = images.amin(dim=(1, 2, 3), keepdim=True)
         images = (images - low) / (images.amax(dim=(1, 2, 3), keepdim=True) - low).clamp(min=1e-8)
     return images.clamp(0, 1).permute(0, 2, 3, 1).numpy()
-
-
-def show(axis, image: np.ndarray, **kwargs) -> None:
-    """One ``(H, W, C)`` image on ``axis``, grey when it has one channel, without ticks."""
-    if image.shape[-1] == 1:
-        axis.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, **kwargs)
-    else:
-        axis.imshow(image, **kwargs)
-    axis.set_xticks([])
-    axis.set_yticks([])
-
-
-def tile_grid(images: np.ndarray, titles: list[str], columns: int, title: str, colours: list[str] | None = None):
-    """``(N, H, W, C)`` images in [0, 1] in a grid of ``columns``, each under its (two-line) title.
-
-    The grid is one image and the titles are text in one axes: a figure of 25 small axes takes
-    ten times as long to draw.
-    """
-    n, height, width, channels = images.shape
-    rows = max(1, math.ceil(n / columns))
-    pad, tile_inches = max(1, width // 14), 1.2
-    gap = math.ceil(0.3 / tile_inches * (width + pad))  # pixels above each image for its title
-    mosaic = np.ones(((height + gap) * rows, (width + pad) * columns, channels))
-    for i, image in enumerate(images):
-        top, left = (i // columns) * (height + gap) + gap, (i % columns) * (width + pad) + pad // 2
-        mosaic[top : top + height, left : left + width] = image
-    heading = 0.35  # inches for the figure's title
-    fig = figure(tile_inches * columns, tile_inches * mosaic.shape[0] / (width + pad) + heading, None)
-    axis = fig.add_axes((0, 0, 1, 1 - heading / fig.get_figheight()))
-    show(axis, mosaic, aspect="auto", interpolation="nearest")
-    axis.axis("off")
-    for i, text in enumerate(titles):
-        x, y = (i % columns) * (width + pad) + pad // 2 + width / 2, (i // columns) * (height + gap) + gap - 0.5
-        colour = colours[i] if colours else "black"
-        axis.text(x, y, text, ha="center", va="bottom", fontsize=7, color=colour, linespacing=1.1)
-    fig.suptitle(title, fontsize=9)
-    return fig
 
 
 def data_statistics(trainer) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
