@@ -91,8 +91,9 @@ class AppCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         check_compatible(self.model, self.datamodule)
         self.trainer.callbacks.append(RunSummary())
-        pictures = self._get(self.config, "pictures")
-        self.trainer.callbacks += default_pictures(self.model, self.datamodule, str(self.subcommand), self.trainer.callbacks, pictures)
+        self.trainer.callbacks += default_pictures(
+            self.model, self.datamodule, str(self.subcommand), self.trainer.callbacks, self._get(self.config, "pictures")
+        )
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
 

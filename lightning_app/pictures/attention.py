@@ -118,10 +118,11 @@ class AttentionMaps(Callback):
         sample = self.sample[:, : self.num_tokens] if self.sample.dim() == 2 else self.sample
         maps = attention_maps(pl_module, like_model(sample, pl_module))
         for i, weights in enumerate(maps):
+            title = f"layer {i}, epoch {trainer.current_epoch}"
             if sample.dim() == 2:
-                fig = draw_tokens(weights[0], token_labels(pl_module, sample[0]), f"layer {i}, epoch {trainer.current_epoch}")
+                fig = draw_tokens(weights[0], token_labels(pl_module, sample[0]), title)
             else:
-                fig = draw_patches(weights[0], pl_module, sample, data_statistics(trainer), f"layer {i}, epoch {trainer.current_epoch}")
+                fig = draw_patches(weights[0], pl_module, sample, data_statistics(trainer), title)
             publish(trainer, f"attention/layer{i}", fig, dpi=self.dpi, name=f"attention/layer{i}{suffix}")
 
 

@@ -54,9 +54,10 @@ def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> T
 
 def probabilities(scores: Tensor) -> Tensor:
     """Class probabilities of ``(B, K)`` scores: kept when they already are (kNN's vote shares), else softmax."""
+    scores = scores.float()  # bf16 under mixed precision
     if bool((scores >= 0).all()) and torch.allclose(scores.sum(1), torch.ones(len(scores), device=scores.device)):
         return scores
-    return scores.float().softmax(1)
+    return scores.softmax(1)
 
 
 def model_classes(pl_module, datamodule) -> int | None:
@@ -125,9 +126,8 @@ class ClassifierPictures(Callback):
         confidence, predicted = probabilities(scores).max(1)
         positions = torch.arange(self._seen, self._seen + len(labels))
         self._seen += len(labels)
-        self.subset.add(
-            positions, images=images.cpu(), label=labels.cpu(), predicted=predicted.cpu(), confidence=confidence.float().cpu()
-        )
+        columns = {"images": images, "label": labels, "predicted": predicted, "confidence": confidence.float()}
+        self.subset.add(positions, **{name: column.cpu() for name, column in columns.items()})
 
     def _remove_hook(self) -> None:
         if self._hook is not None:
@@ -160,19 +160,19 @@ class ClassifierPictures(Callback):
     def _draw(self, trainer, counts: np.ndarray, mistakes: dict[str, Tensor]) -> None:
         total = int(counts.sum())
         if total == 0:
-            rank_zero_warn("ClassifierPictures: the test step never called the model on (images, labels) batches; no pictures")
+            rank_zero_warn("ClassifierPictures: the test step never called the model on its batches; no pictures")
             return
         names = class_names(trainer.datamodule, self.num_classes)
         title = f"{total} test samples, accuracy {np.trace(counts) / total:.4f}"
-        publish(trainer, "test/confusion_matrix", draw_confusion(counts, names, title), confusion_table(counts, names), self.dpi)
-        publish(trainer, "test/per_class_accuracy", draw_per_class(counts, names, title), per_class_table(counts, names), self.dpi)
+        confusion, per_class = draw_confusion(counts, names, title), draw_per_class(counts, names, title)
+        publish(trainer, "test/confusion_matrix", confusion, confusion_table(counts, names), self.dpi)
+        publish(trainer, "test/per_class_accuracy", per_class, per_class_table(counts, names), self.dpi)
         order = mistakes["confidence"].argsort(descending=True)[: self.num_misclassified]
         mistakes = {name: column[order] for name, column in mistakes.items()}
         fig = draw_mistakes(mistakes, names, *data_statistics(trainer), f"most confident mistakes of {total} test samples")
-        table = Table(["rank", "sample", "true", "true_name", "predicted", "predicted_name", "confidence"], [
-            [r, s, t, names[t], p, names[p], round(c, 6)]
-            for r, s, t, p, c in zip(*(mistakes[n].tolist() for n in ("rank", "position", "label", "predicted", "confidence")))
-        ])  # fmt: skip
+        fields = ("rank", "position", "label", "predicted", "confidence")
+        rows = [[r, s, t, names[t], p, names[p], round(c, 6)] for r, s, t, p, c in zip(*(mistakes[f].tolist() for f in fields))]
+        table = Table(["rank", "sample", "true", "true_name", "predicted", "predicted_name", "confidence"], rows)
         publish(trainer, "test/misclassified", fig, table, self.dpi)
 
 

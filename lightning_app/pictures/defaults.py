@@ -38,7 +38,9 @@ class Pictures:
     knn: bool = True
 
 
-def default_pictures(model, datamodule, subcommand: str, chosen: list[Callback], pictures: Pictures | bool) -> list[Callback]:
+def default_pictures(
+    model, datamodule, subcommand: str, chosen: list[Callback], pictures: Pictures | bool
+) -> list[Callback]:
     """The picture callbacks to add to a run: each kind that ``pictures`` leaves on, that works in
     ``subcommand`` and fits the model, and of whose class ``chosen`` (the configured callbacks) has none."""
     if pictures is False:

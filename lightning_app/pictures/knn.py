@@ -69,8 +69,8 @@ class KNNNeighbours(Callback):
         if hparams["distance"] == "l2":
             distances = distances.clamp(min=0).sqrt()  # the search ranks by squared distance
         predicted = pl_module(images).argmax(1)
-        num_classes = model_classes(pl_module, trainer.datamodule) or int(torch.cat([labels, pl_module.memory_labels]).max()) + 1
-        names = class_names(trainer.datamodule, num_classes)
+        largest = int(torch.cat([labels, pl_module.memory_labels]).max())
+        names = class_names(trainer.datamodule, model_classes(pl_module, trainer.datamodule) or largest + 1)
         neighbours = memory[indices].view(*indices.shape, *images.shape[1:]).cpu()  # (Q, k, C, H, W)
         fig = draw_neighbours(
             images.cpu(), labels.cpu(), predicted.cpu(), neighbours[:, : self.max_neighbours],

@@ -63,10 +63,11 @@ class TextSamples(Callback):
             return
         pl_module.encode(self.prompt)  # a character outside the vocabulary fails here, before training
         self.active, self.rows = True, []
-        previous = run_dir(trainer) / "pictures" / "samples" / "text.csv"
-        if trainer.ckpt_path is not None and previous.is_file():  # resumed: keep the earlier rows
-            with open(previous, newline="", encoding="utf-8") as file:
-                self.rows = [row for row in csv.reader(file)][1:]
+        if trainer.is_global_zero and trainer.ckpt_path is not None:  # resumed: keep the earlier rows
+            previous = run_dir(trainer) / "pictures" / "samples" / "text.csv"
+            if previous.is_file():
+                with open(previous, newline="", encoding="utf-8") as file:
+                    self.rows = list(csv.reader(file))[1:]
 
     def on_validation_end(self, trainer, pl_module) -> None:
         # Here, not at the epoch's end: by now the epoch's val/loss is in callback_metrics.
@@ -74,7 +75,8 @@ class TextSamples(Callback):
             return
         text = pl_module.generate_text(self.prompt, self.length, self.temperature, self.top_k, self.seed)[0]
         loss = trainer.callback_metrics.get("val/loss")
-        self.rows.append([trainer.current_epoch, trainer.global_step, round(float(loss), 4) if loss is not None else "", text])
+        loss = round(float(loss), 4) if loss is not None else ""
+        self.rows.append([trainer.current_epoch, trainer.global_step, loss, text])
         publish(trainer, "samples/text", table=Table(COLUMNS, self.rows))
 
     def on_fit_end(self, trainer, pl_module) -> None:

@@ -1,0 +1,114 @@
+"""The pictures of docs/pictures.md, made from real data, and what the pictures cost a run.
+
+    python bench/pictures.py                 # every picture into docs/pictures/ (about 10 minutes on 2 CPU cores)
+    python bench/pictures.py --only mnist_knn --out /tmp/pictures
+    python bench/pictures.py --speed 5       # fit of configs/mnist_mlp.yaml with and without pictures, 5 rounds
+
+Pictures: each config below runs as shipped (its own epochs and steps) through
+``python -m lightning_app fit`` in this process, on the real MNIST 8,000 / 2,000 split of the
+MNIST test set (``bench/real_data.py``) or on Tiny Shakespeare, both from ``--shared``; the PNG
+files it writes into its run folder are copied to ``--out``. Then ``python -m lightning_app.compare
+--plot`` draws the MLP's and the CNN's confusion matrices side by side.
+
+Speed: the default ``fit`` of ``configs/mnist_mlp.yaml`` (10 epochs, W&B offline, test after fit)
+on MNIST-sized data (60,000 + 10,000 learnable fake digits: the real training set is not here),
+with the default pictures and with ``--pictures false``, alternating which goes first, in this
+process; the figure is the median of the per-round time ratios.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
+from real_data import SHARED, write_mnist_split  # noqa: E402
+
+from lightning_app import compare  # noqa: E402
+from lightning_app.cli import main as cli  # noqa: E402
+from tests.fakes import learnable_images, write_idx  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+# config -> the pictures of its run that the docs show
+PICTURES = {
+    "mnist_mlp": ["test/confusion_matrix", "test/per_class_accuracy", "test/misclassified"],
+    "mnist_cnn": ["filters/conv1", "test/confusion_matrix"],
+    "mnist_vit": ["attention/layer0", "attention/layer3"],
+    "mnist_knn": ["knn/neighbours"],
+    "shakespeare_gpt": ["attention/layer0", "attention/layer3", "samples/text"],
+}
+
+
+CSV_LOGGER = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.init_args.save_dir"]
+
+
+def fit(config: str, root: Path, data: list[str], *extra: str) -> float:
+    """Runs ``fit`` of ``configs/<config>.yaml``; its wall time in seconds."""
+    start = time.perf_counter()
+    cli(["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *data, "--trainer.enable_progress_bar", "false",
+          "--trainer.default_root_dir", str(root), *extra])  # fmt: skip
+    return time.perf_counter() - start
+
+
+def make_pictures(configs: list[str], shared: Path, out: Path, work: Path) -> None:
+    mnist = ["--data.data_dir", str(write_mnist_split(work / "mnist", shared))]
+    text = ["--data.path", str(shared / "tinyshakespeare" / "input.txt")]
+    out.mkdir(parents=True, exist_ok=True)
+    folders = {}
+    for config in configs:
+        data = text if config.startswith("shakespeare") else mnist
+        seconds = fit(config, work / config, data, *CSV_LOGGER, str(work / config))
+        folders[config] = next((work / config).rglob("summary.json")).parent  # the run folder
+        for key in PICTURES[config]:
+            target = out / f"{config}_{key.replace('/', '_')}.png"
+            shutil.copyfile(folders[config] / "pictures" / f"{key}.png", target)
+            print(f"{target} ({target.stat().st_size // 1024} KiB)")
+        print(f"{config}: fit in {seconds:.0f} s: python -m lightning_app fit --config configs/{config}.yaml", flush=True)
+    if {"mnist_mlp", "mnist_cnn"} <= set(folders):
+        compare.main([str(folders["mnist_mlp"]), str(folders["mnist_cnn"]), "--plot", str(work / "curves.png")])
+        shutil.copyfile(work / "curves_confusion.png", out / "compare_confusion.png")
+
+
+def speed(rounds: int, work: Path) -> None:
+    for prefix, n, seed in (("train", 60000, 0), ("t10k", 10000, 1)):
+        images, labels = learnable_images(n, seed=seed)
+        write_idx(work / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(work / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    data = ["--data.data_dir", str(work / "mnist")]
+    ratios = []
+    for i in range(rounds):
+        order = [True, False] if i % 2 == 0 else [False, True]
+        seconds = {on: fit("mnist_mlp", work / f"runs{i}{on}", data, "--pictures", str(on).lower()) for on in order}
+        ratios.append(seconds[True] / seconds[False])
+        load = os.getloadavg()[0]
+        print(f"round {i}: with pictures {seconds[True]:.2f} s, without {seconds[False]:.2f} s, "
+              f"ratio {ratios[-1]:.3f} (load average {load:.1f})", flush=True)  # fmt: skip
+    print(f"\nfit of configs/mnist_mlp.yaml, 60,000 + 10,000 images: median ratio with / without pictures "
+          f"{statistics.median(ratios):.3f} over {rounds} rounds ({min(ratios):.3f}-{max(ratios):.3f}); budget 1.05")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=list(PICTURES), default=list(PICTURES), help="configs to run")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "pictures", help="folder for the PNG files")
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the real-data folder (mnist/, tinyshakespeare/)")
+    parser.add_argument("--speed", type=int, metavar="ROUNDS", help="measure the cost of the pictures instead")
+    args = parser.parse_args()
+    os.environ.setdefault("WANDB_MODE", "offline")
+    with tempfile.TemporaryDirectory() as work:
+        if args.speed:
+            speed(args.speed, Path(work))
+        else:
+            make_pictures(args.only, args.shared, args.out, Path(work))
+    print(f"machine: {os.cpu_count()} CPU cores, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
