@@ -104,12 +104,12 @@ class AttentionMaps(Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         epoch = trainer.current_epoch
         if self.every_n_epochs and not trainer.sanity_checking and (epoch + 1) % self.every_n_epochs == 0:
-            self._draw(trainer, pl_module, f"_epoch{epoch}")
+            self._draw(trainer, pl_module, epoch + 1, f"_epoch{epoch}")
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        self._draw(trainer, pl_module, "")
+        self._draw(trainer, pl_module, trainer.current_epoch, "")  # by now, the number of epochs trained
 
-    def _draw(self, trainer, pl_module, suffix: str) -> None:
+    def _draw(self, trainer, pl_module, epochs: int, suffix: str) -> None:
         if not trainer.is_global_zero or self.missing(pl_module, trainer.datamodule) is not None:
             return
         if self.sample is None:
@@ -118,7 +118,7 @@ class AttentionMaps(Callback):
         sample = self.sample[:, : self.num_tokens] if self.sample.dim() == 2 else self.sample
         maps = attention_maps(pl_module, like_model(sample, pl_module))
         for i, weights in enumerate(maps):
-            title = f"layer {i}, epoch {trainer.current_epoch}"
+            title = f"layer {i} after {epochs} epochs"
             if sample.dim() == 2:
                 fig = draw_tokens(weights[0], token_labels(pl_module, sample[0]), title)
             else:

@@ -93,27 +93,27 @@ class ConvFilters(Callback):
         if (lacking := self.missing(pl_module, trainer.datamodule)) is not None:
             rank_zero_warn(f"ConvFilters: {type(pl_module).__name__} has {lacking}; no filter pictures")
 
-    def _draw_filters(self, trainer, pl_module, name: str | None = None) -> None:
+    def _draw_filters(self, trainer, pl_module, epochs: int, name: str | None = None) -> None:
         found = first_conv(pl_module)
         if found is None or not trainer.is_global_zero:
             return
         layer, conv = found
         mosaic = filter_mosaic(conv.weight, self.max_filters)
         shown = min(self.max_filters, conv.out_channels)
-        inches = 0.6 / (conv.kernel_size[1] + 1)  # per pixel of the mosaic: 0.6 inches per filter
+        inches = 0.8 / (conv.kernel_size[1] + 1)  # per pixel of the mosaic: 0.8 inches per filter
         fig = figure(max(3.0, mosaic.shape[1] * inches + 0.4), mosaic.shape[0] * inches + 0.6)
         show(fig.subplots(), mosaic, interpolation="nearest")
         kernel = "x".join(map(str, conv.kernel_size))
-        fig.suptitle(f"{layer}: {shown} of {conv.out_channels} filters {kernel}, epoch {trainer.current_epoch}", fontsize=9)
+        fig.suptitle(f"{layer}: {shown} of {conv.out_channels} filters {kernel}, after {epochs} epochs", fontsize=9)
         publish(trainer, "filters/conv1", fig, dpi=self.dpi, name=name)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         epoch = trainer.current_epoch
         if self.every_n_epochs and not trainer.sanity_checking and (epoch + 1) % self.every_n_epochs == 0:
-            self._draw_filters(trainer, pl_module, f"filters/conv1_epoch{epoch}")
+            self._draw_filters(trainer, pl_module, epoch + 1, f"filters/conv1_epoch{epoch}")
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        self._draw_filters(trainer, pl_module)
+        self._draw_filters(trainer, pl_module, trainer.current_epoch)  # by now, the number of epochs trained
         input_shape = getattr(trainer.datamodule, "input_shape", None) or pl_module.hparams.get("input_shape")
         if trainer.is_global_zero and first_conv(pl_module) is not None and input_shape is not None:
             publish(trainer, "filters/feature_maps", table=feature_map_sizes(pl_module, tuple(input_shape)))

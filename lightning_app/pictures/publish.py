@@ -48,7 +48,7 @@ def data_statistics(trainer) -> tuple[tuple[float, ...] | None, tuple[float, ...
 
 def _replace(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")  # two runs sharing a folder never share this one
     partial.write_bytes(content)
     os.replace(partial, path)
 

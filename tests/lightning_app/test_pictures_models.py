@@ -55,7 +55,7 @@ def test_conv_filters_every_epoch_and_feature_map_sizes(tmp_path):
     run(tmp_path, model, Digits(batch_size=64), [ConvFilters(every_n_epochs=1)], epochs=2)
     folder = tmp_path / "pictures" / "filters"
     for name in ("conv1_epoch0", "conv1_epoch1", "conv1"):
-        assert_picture(folder / f"{name}.png", 300, 165)  # 2 x 2 filters of 3x3, 0.6 inches each, 3 inches at least
+        assert_picture(folder / f"{name}.png", 300, 200)  # 2 x 2 filters of 3x3, 0.8 inches each, 3 inches at least
     sizes = {row["layer"]: row["output (C x H x W)"] for row in rows(folder / "feature_maps.csv")}
     for layer, shape in model.output_shapes.items():  # the sizes the CNN computed from (W - F + 2P) / S + 1
         assert sizes[f"features.{layer}"] == "x".join(map(str, shape))
