@@ -12,38 +12,8 @@ from lightning_app.pictures.confusion import confusion_table, draw_confusion, dr
 from lightning_app.pictures.figures import Table, figure, tile_grid
 from lightning_app.pictures.publish import data_statistics, displayable, publish
 from lightning_app.pictures.names import class_names
+from lightning_app.pictures.subset import SeededSubset
 from modules.knn import gather_shards
-
-
-def subset_keys(positions: Tensor, seed: int) -> Tensor:
-    """One key per sample position; a subset of n samples is the n positions with the smallest keys.
-
-    Fibonacci hashing sends consecutive positions far apart in [0, 2^32), so the smallest keys are
-    spread over the whole split; the seed permutes the keys. Same seed, same subset, whatever the batch size.
-    """
-    return (positions.long() * 2654435761 % 2**32) ^ (seed * 2246822519 % 2**32)
-
-
-class SeededSubset:
-    """Keeps the rows of a stream of batches whose ``subset_keys`` are the ``size`` smallest, in stream order."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed = size, seed
-        self.keys = torch.zeros(0, dtype=torch.long)
-        self.columns: dict[str, Tensor] = {}
-
-    def add(self, positions: Tensor, **columns: Tensor) -> None:
-        keys = subset_keys(positions, self.seed)
-        if len(self.keys) == self.size:  # full: only rows that beat the largest kept key can enter
-            chosen = keys < self.keys.max()
-            keys, positions, columns = keys[chosen], positions[chosen], {n: c[chosen] for n, c in columns.items()}
-        columns["position"] = positions
-        keys = torch.cat([self.keys, keys])
-        merged = {name: torch.cat([self.columns[name], c]) if self.columns else c for name, c in columns.items()}
-        if len(keys) > self.size:
-            keep = keys.topk(self.size, largest=False).indices.sort().values
-            keys, merged = keys[keep], {name: c[keep] for name, c in merged.items()}
-        self.keys, self.columns = keys, merged
 
 
 def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> Tensor:
@@ -92,6 +62,7 @@ class ClassifierPictures(Callback):
             )
         self.max_samples, self.num_misclassified, self.seed, self.dpi = max_samples, num_misclassified, seed, dpi
         self.subset: SeededSubset | None = None
+        self.mistakes: SeededSubset | None = None
         self._hook = None
         self._last: tuple[Tensor, Tensor] | None = None
         self._seen = 0
@@ -107,7 +78,10 @@ class ClassifierPictures(Callback):
             rank_zero_warn(f"ClassifierPictures: {type(pl_module).__name__} has {lacking}; no classifier pictures")
             return
         self.num_classes = model_classes(pl_module, trainer.datamodule)
-        self.subset = SeededSubset(math.ceil(self.max_samples / trainer.world_size), self.seed + trainer.global_rank)
+        size, seed = math.ceil(self.max_samples / trainer.world_size), self.seed + trainer.global_rank
+        # The mistakes among the subset are among the `size` mistakes with the smallest keys: only
+        # their images are kept, not every image of the subset.
+        self.subset, self.mistakes = SeededSubset(size, seed), SeededSubset(size, seed)
         self._seen, self._last = 0, None
         self._hook = pl_module.register_forward_hook(self._capture)
 
@@ -126,8 +100,13 @@ class ClassifierPictures(Callback):
         confidence, predicted = probabilities(scores).max(1)
         positions = torch.arange(self._seen, self._seen + len(labels))
         self._seen += len(labels)
-        columns = {"images": images, "label": labels, "predicted": predicted, "confidence": confidence.float()}
-        self.subset.add(positions, **{name: column.cpu() for name, column in columns.items()})
+        labels, predicted, confidence = labels.cpu(), predicted.cpu(), confidence.cpu()
+        self.subset.add(positions, label=labels, predicted=predicted)
+        wrong = (predicted != labels).nonzero().squeeze(1)
+        self.mistakes.add(
+            positions[wrong], images=images[wrong.to(images.device)].cpu(),
+            label=labels[wrong], predicted=predicted[wrong], confidence=confidence[wrong],
+        )  # fmt: skip
 
     def _remove_hook(self) -> None:
         if self._hook is not None:
@@ -141,19 +120,21 @@ class ClassifierPictures(Callback):
         self._remove_hook()
         if self.subset is None:
             return
-        rows, device = self.subset.columns, pl_module.device
-        if not rows:  # nothing captured on this rank: empty columns of the right kinds, for the collectives
+        rows, mistakes, device = self.subset.rows(), self.mistakes.rows(), pl_module.device
+        if not mistakes:  # none on this rank: empty columns of the right kinds, for the collectives
             shape = tuple(getattr(trainer.datamodule, "input_shape", None) or pl_module.hparams.get("input_shape", ()))
-            rows = {"images": torch.zeros(0, *shape), "confidence": torch.zeros(0)}
-            rows.update({name: torch.zeros(0, dtype=torch.long) for name in ("label", "predicted", "position")})
-        counts = confusion_matrix(rows["label"], rows["predicted"], self.num_classes).to(device)
+            mistakes = {"images": torch.zeros(0, *shape), "confidence": torch.zeros(0)}
+            mistakes.update({name: torch.zeros(0, dtype=torch.long) for name in ("label", "predicted", "position")})
+        labels, predicted = (rows.get(name, torch.zeros(0, dtype=torch.long)) for name in ("label", "predicted"))
+        counts = confusion_matrix(labels, predicted, self.num_classes).to(device)
         counts = trainer.strategy.reduce(counts.float(), reduce_op="sum").round().long().cpu().numpy()
-        wrong = (rows["label"] != rows["predicted"]).nonzero().squeeze(1)
-        worst = wrong[rows["confidence"][wrong].argsort(descending=True)[: self.num_misclassified]]
+        in_subset = torch.isin(mistakes["position"], rows["position"]) if rows else torch.zeros(0, dtype=torch.bool)
+        chosen = in_subset.nonzero().squeeze(1)
+        worst = chosen[mistakes["confidence"][chosen].argsort(descending=True)[: self.num_misclassified]]
         columns = ("images", "label", "predicted", "confidence", "position")
-        mistakes = [rows[name][worst].to(device) for name in columns]
+        shards = [mistakes[name][worst].to(device) for name in columns]
         ranks = torch.full((len(worst),), trainer.global_rank, device=device)
-        gathered = dict(zip((*columns, "rank"), (t.cpu() for t in gather_shards(pl_module, *mistakes, ranks))))
+        gathered = dict(zip((*columns, "rank"), (t.cpu() for t in gather_shards(pl_module, *shards, ranks))))
         if trainer.is_global_zero:
             self._draw(trainer, counts, gathered)
 

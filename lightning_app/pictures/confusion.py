@@ -35,35 +35,50 @@ def per_class_table(matrix: np.ndarray, names: list[str]) -> Table:
 
 
 def panel_inches(num_classes: int) -> float:
-    return float(np.clip(1.5 + 0.45 * num_classes, 3.0, 12.0))
+    return float(np.clip(1.2 + 0.38 * num_classes, 2.5, 12.0))
 
 
-def draw_panel(axis, matrix: np.ndarray, names: list[str], normalise: bool, title: str) -> None:
-    """One heat map: counts, or each row divided by its total (the share of class i predicted as j)."""
+def panel_figure(panels: int, side: float, names: list[str], title: str):
+    """A row of ``panels`` square axes of ``side`` inches, each with a colour bar, at fixed margins
+    (room for the class names): no layout engine, which would take most of the drawing time."""
+    longest = max(map(len, names)) if len(names) <= NAMED else 0
+    left, bottom, top, bar = 0.5 + 0.07 * longest, 0.5 + (0.07 * longest if longest > 2 else 0.2), 0.8, 0.9
+    width, height = panels * (left + side + bar) + 0.1, bottom + side + top
+    fig = figure(width, height, layout=None)
+    fig.suptitle(title, y=1 - 0.1 / height, va="top")
+    pairs = []
+    for i in range(panels):
+        x = i * (left + side + bar) + left
+        axis = fig.add_axes((x / width, bottom / height, side / width, side / height))
+        pairs.append((axis, fig.add_axes(((x + side + 0.1) / width, bottom / height, 0.15 / width, side / height))))
+    return fig, pairs
+
+
+def draw_panel(axes: tuple, matrix: np.ndarray, names: list[str], normalise: bool, title: str) -> None:
+    """One heat map and its colour bar: counts, or each row divided by its total (the share of class i predicted as j)."""
+    axis, bar = axes
     totals = matrix.sum(1, keepdims=True)
     values = matrix / np.maximum(totals, 1) if normalise else matrix
     top = 1.0 if normalise else max(int(matrix.max()), 1)
-    image = axis.imshow(values, cmap="Blues", vmin=0, vmax=top)
-    axis.figure.colorbar(image, ax=axis, shrink=0.8)
+    axis.figure.colorbar(axis.imshow(values, cmap="Blues", vmin=0, vmax=top), cax=bar)
     k = len(names)
-    if k <= ANNOTATED:
-        for (i, j), value in np.ndenumerate(values):
+    if k <= ANNOTATED:  # the cells that hold samples: an empty cell reads as empty, and each text costs drawing time
+        for i, j in zip(*matrix.nonzero()):
+            value = values[i, j]
             text = f"{value:.2f}" if normalise else str(int(value))
             axis.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if value > top / 2 else "black")
     ticks = range(k) if k <= NAMED else []
     axis.set_xticks(ticks, [names[i] for i in ticks], rotation=90 if max(map(len, names)) > 2 else 0, fontsize=8)
     axis.set_yticks(ticks, [names[i] for i in ticks], fontsize=8)
-    axis.set(xlabel="predicted", ylabel="true", title=title)
+    axis.set(xlabel="predicted", ylabel="true")
+    axis.set_title(title, fontsize=10)
 
 
 def draw_confusion(matrix: np.ndarray, names: list[str], title: str):
     """Counts beside the row-normalised matrix."""
-    side = panel_inches(len(names))
-    fig = figure(2 * side + 1.0, side + 0.6)
-    counts, shares = fig.subplots(1, 2)
+    fig, (counts, shares) = panel_figure(2, panel_inches(len(names)), names, title)
     draw_panel(counts, matrix, names, False, "counts")
     draw_panel(shares, matrix, names, True, "row-normalised (recall on the diagonal)")
-    fig.suptitle(title)
     return fig
 
 
@@ -71,11 +86,13 @@ def draw_per_class(matrix: np.ndarray, names: list[str], title: str):
     """One horizontal bar per class: its accuracy (recall), with the count of its samples."""
     totals = matrix.sum(1)
     accuracy = matrix.diagonal() / np.maximum(totals, 1)
-    fig = figure(6.0, float(np.clip(1.0 + 0.25 * len(names), 2.5, 25.0)))
-    axis = fig.subplots()
+    labels = [f"{name} ({int(n)})" for name, n in zip(names, totals)]
+    width, height, left = 6.0, float(np.clip(1.0 + 0.25 * len(names), 2.5, 25.0)), 0.2 + 0.07 * max(map(len, labels))
+    fig = figure(width, height, layout=None)
+    axis = fig.add_axes((left / width, 0.55 / height, (width - left - 0.25) / width, (height - 0.95) / height))
     positions = np.arange(len(names))
     axis.barh(positions, accuracy, color="tab:blue")
-    axis.set_yticks(positions, [f"{name} ({int(n)})" for name, n in zip(names, totals)], fontsize=8)
+    axis.set_yticks(positions, labels, fontsize=8)
     axis.invert_yaxis()  # class 0 on top, as in the confusion matrix
     axis.set(xlim=(0, 1), xlabel="accuracy (samples)", title=title)
     axis.grid(axis="x", alpha=0.3)
@@ -85,10 +102,11 @@ def draw_per_class(matrix: np.ndarray, names: list[str], title: str):
 def draw_side_by_side(matrices: list[tuple[str, list[str], np.ndarray]]):
     """The row-normalised matrix of each ``(title, names, counts)``, in one row of panels."""
     side = max(panel_inches(len(names)) for _, names, _ in matrices)
-    fig = figure(side * len(matrices) + 0.5, side + 0.6)
-    for axis, (title, names, matrix) in zip(np.atleast_1d(fig.subplots(1, len(matrices))), matrices):
+    longest = max((names for _, names, _ in matrices), key=lambda names: max(map(len, names)))
+    fig, pairs = panel_figure(len(matrices), side, longest, "test confusion matrices, row-normalised")
+    for axes, (title, names, matrix) in zip(pairs, matrices):
         accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-        draw_panel(axis, matrix, names, True, f"{title}\naccuracy {accuracy:.4f} on {matrix.sum()}")
+        draw_panel(axes, matrix, names, True, f"{title}\naccuracy {accuracy:.4f} on {matrix.sum()}")
     return fig
 
 

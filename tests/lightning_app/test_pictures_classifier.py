@@ -10,8 +10,9 @@ from sklearn.metrics import confusion_matrix
 
 from datamodules import Digits
 from lightning_app.pictures import ClassifierPictures
-from lightning_app.pictures.classifier import probabilities, subset_keys
+from lightning_app.pictures.classifier import probabilities
 from lightning_app.pictures.confusion import read_confusion
+from lightning_app.pictures.subset import SeededSubset, subset_keys
 from modules import MLP
 from tests.lightning_app.png import assert_picture
 
@@ -51,7 +52,7 @@ def test_confusion_matrix_and_accuracy_per_class_count_the_models_predictions(tr
     for c, row in enumerate(per_class):
         chosen = labels == c
         assert int(row["total"]) == chosen.sum() and int(row["correct"]) == (predicted[chosen] == c).sum()
-    assert_picture(folder / "confusion_matrix.png", 1300, 660)  # two 6-inch panels at 100 dpi
+    assert_picture(folder / "confusion_matrix.png", 1304, 650)  # two 5-inch panels with colour bars, at 100 dpi
     assert_picture(folder / "per_class_accuracy.png", 600, 350)
 
 
@@ -83,6 +84,17 @@ def test_misclassified_grid_shows_the_most_confident_mistakes_only(trained, tmp_
     assert shown == sorted(shown, reverse=True)
     assert min(shown) >= confidence[wrong].sort(descending=True).values[8].item() - 1e-5
     assert_picture(folder / "misclassified.png", 360, 475)  # 3 x 3 tiles of 1.2 inches, a title above
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64, 1000])
+def test_a_seeded_subset_is_the_smallest_keys_whatever_the_batch_size(batch_size):
+    subset = SeededSubset(size=50, seed=5)
+    for positions in torch.arange(1000).split(batch_size):
+        subset.add(positions, double=2 * positions)
+    rows = subset.rows()
+    expected = subset_keys(torch.arange(1000), 5).topk(50, largest=False).indices.sort().values
+    assert torch.equal(rows["position"], expected) and torch.equal(rows["double"], 2 * expected)
+    assert len(subset_keys(torch.arange(100_000), 5).unique()) == 100_000  # distinct positions, distinct keys
 
 
 def test_vote_shares_are_kept_and_scores_become_probabilities():

@@ -181,7 +181,7 @@ def test_compare_plot_draws_the_runs_confusion_matrices_side_by_side(tmp_path):
     write_run(tmp_path / "runs" / "b", [[2, 2], [1, 3]])
     write_run(tmp_path / "runs" / "c", None)  # no pictures: left out
     compare.main([str(tmp_path / "runs"), "--plot", str(tmp_path / "curves.png")])
-    assert_picture(tmp_path / "curves_confusion.png", 650, 360)  # two panels of 3 inches, and a margin
+    assert_picture(tmp_path / "curves_confusion.png", 804, 400)  # two panels of 2.5 inches with colour bars
     write_run(tmp_path / "alone", None)
     compare.main([str(tmp_path / "alone"), "--plot", str(tmp_path / "alone.png")])
     assert (tmp_path / "alone.png").is_file() and not (tmp_path / "alone_confusion.png").exists()
