@@ -164,9 +164,10 @@ def draw_patches(weights: Tensor, pl_module, image: Tensor, statistics, title: s
     fig = figure(2.4 * heads + 0.6, 2.8)
     for h, axis in enumerate(np.atleast_1d(fig.subplots(1, heads))):
         show(axis, picture)
+        # One scale for every head, so that the one colour bar reads for each.
         overlay = axis.imshow(
             received[h].view(grid).numpy(), cmap="inferno", alpha=0.6, interpolation="nearest",
-            extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+            extent=(-0.5, width - 0.5, height - 0.5, -0.5), vmin=0, vmax=float(received.max()),
         )  # fmt: skip
         axis.set_title(f"head {h}", fontsize=9)
     fig.colorbar(overlay, ax=fig.axes, shrink=0.8)
