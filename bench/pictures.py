@@ -14,8 +14,9 @@ Speed: the default ``fit`` of ``configs/mnist_mlp.yaml`` (10 epochs, W&B offline
 on MNIST-sized data (60,000 + 10,000 learnable fake digits, 5% of them mislabelled so that there
 are mistakes to draw: the real training set is not here), with the default pictures and with
 ``--pictures false``, alternating which goes first, in this process: the median of the per-round
-time ratios. On a shared machine that ratio moves with the load, so each run with pictures is
-also measured against itself: its time less the time spent inside the picture callbacks' hooks.
+time ratios, in wall time and in the process's CPU time. On a shared machine these move with the
+load, so each run with pictures is also measured against itself: its time less the time spent
+inside the picture callbacks' hooks (wall, and the main thread's CPU time).
 """
 
 import argparse
@@ -89,17 +90,19 @@ def make_pictures(configs: list[str], shared: Path, out: Path, work: Path) -> No
 
 
 def timed_hooks() -> dict[str, float]:
-    """Makes every hook of the picture callbacks (and the classifier's forward hook) add its time to ``spent``."""
-    spent = {"seconds": 0.0}
+    """Makes every hook of the picture callbacks (and the classifier's forward hook) add its wall and
+    CPU time to ``spent``."""
+    spent = {"wall": 0.0, "cpu": 0.0}
 
     def timed(method):
         @functools.wraps(method)
         def wrapper(*args, **kwargs):
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 return method(*args, **kwargs)
             finally:
-                spent["seconds"] += time.perf_counter() - start
+                spent["wall"] += time.perf_counter() - wall
+                spent["cpu"] += time.thread_time() - cpu
 
         return wrapper
 
@@ -119,23 +122,25 @@ def speed(rounds: int, work: Path) -> None:
         write_idx(work / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels)
     data = ["--data.data_dir", str(work / "mnist")]
     spent = timed_hooks()
-    interleaved, same_run = [], []
+    ratios: dict[str, list[float]] = {"wall": [], "cpu": [], "wall in run": [], "cpu in run": []}
     for i in range(rounds):
-        seconds, inside = {}, 0.0
+        wall, cpu, inside = {}, {}, {}
         for on in [True, False] if i % 2 == 0 else [False, True]:
-            spent["seconds"] = 0.0
-            seconds[on] = fit("mnist_mlp", work / f"runs{i}{on}", data, "--pictures", str(on).lower())
-            if on:
-                inside = spent["seconds"]
-        interleaved.append(seconds[True] / seconds[False])
-        same_run.append(seconds[True] / (seconds[True] - inside))
-        print(f"round {i}: with pictures {seconds[True]:.1f} s ({inside:.2f} s in the picture callbacks), without "
-              f"{seconds[False]:.1f} s; ratio {interleaved[-1]:.3f}, in-run ratio {same_run[-1]:.4f} "
-              f"(load average {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
-    print(f"\nfit of configs/mnist_mlp.yaml, 60,000 + 10,000 images, {rounds} rounds: time with pictures / without, "
-          f"median {statistics.median(interleaved):.3f} ({min(interleaved):.3f}-{max(interleaved):.3f}); the same run "
-          f"against itself less the time in the picture callbacks, median {statistics.median(same_run):.4f} "
-          f"({min(same_run):.4f}-{max(same_run):.4f}); budget 1.05")  # fmt: skip
+            spent.update(wall=0.0, cpu=0.0)
+            start = time.process_time()
+            wall[on] = fit("mnist_mlp", work / f"runs{i}{on}", data, "--pictures", str(on).lower())
+            cpu[on], inside[on] = time.process_time() - start, dict(spent)
+        ratios["wall"].append(wall[True] / wall[False])
+        ratios["cpu"].append(cpu[True] / cpu[False])
+        ratios["wall in run"].append(wall[True] / (wall[True] - inside[True]["wall"]))
+        ratios["cpu in run"].append(cpu[True] / (cpu[True] - inside[True]["cpu"]))
+        print(f"round {i}: with pictures {wall[True]:.1f} s wall, {cpu[True]:.1f} s CPU (in the picture callbacks "
+              f"{inside[True]['wall']:.2f} s wall, {inside[True]['cpu']:.2f} s CPU); without {wall[False]:.1f} s wall, "
+              f"{cpu[False]:.1f} s CPU (load average {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+    print(f"\nfit of configs/mnist_mlp.yaml, 60,000 + 10,000 images, {rounds} rounds, time with pictures / without:")
+    for name, values in ratios.items():
+        print(f"  {name}: median {statistics.median(values):.4f} ({min(values):.4f}-{max(values):.4f})")
+    print("budget: 1.05; 'in run': the run with pictures against itself less the time inside the picture callbacks")
 
 
 def main() -> None:
