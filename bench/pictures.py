@@ -128,7 +128,9 @@ def speed(rounds: int, work: Path) -> None:
         for on in [True, False] if i % 2 == 0 else [False, True]:
             spent.update(wall=0.0, cpu=0.0)
             start = time.process_time()
-            wall[on] = fit("mnist_mlp", work / f"runs{i}{on}", data, "--pictures", str(on).lower())
+            root = work / f"runs{i}{on}"  # W&B's files too, not ./runs
+            logs = ["--trainer.logger.init_args.save_dir", str(root)]
+            wall[on] = fit("mnist_mlp", root, data, "--pictures", str(on).lower(), *logs)
             cpu[on], inside[on] = time.process_time() - start, dict(spent)
         ratios["wall"].append(wall[True] / wall[False])
         ratios["cpu"].append(cpu[True] / cpu[False])
