@@ -19,7 +19,7 @@ from lightning_app.tracking import SaveRunConfig, wandb_offline
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 # Data module attributes that become model arguments of the same name, so a config never repeats them.
-LINKED = ("input_shape", "num_classes", "vocab_size", "vocab", "block_size")
+LINKED = ("input_shape", "num_classes", "vocab", "block_size")
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
     "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "lightning_app", "save_dir": "runs"}},
