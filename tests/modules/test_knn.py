@@ -156,6 +156,7 @@ def _metrics(folder: Path) -> dict[str, float]:
     return {key: float(row[key]) for row in rows for key in row if row[key] and key.endswith("acc")}
 
 
+@pytest.mark.slow
 def test_ddp_memorises_shards_and_predicts_exactly_as_one_process(mnist_dir, in_tmp):
     args = ["--config", str(CONFIGS / "mnist_knn.yaml"), "--data.data_dir", str(mnist_dir), "--data.batch_size", "32"]
     args += ["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "true"]
