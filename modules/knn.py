@@ -37,7 +37,7 @@ class KNN(L.LightningModule):
         distance: ``l1`` (sum of absolute differences), ``l2`` (Euclidean) or ``cosine`` (1 - cosine similarity).
         weights: ``uniform`` (one vote each) or ``distance`` (votes weighted by 1 / distance).
         chunk_mb: Memory budget of one chunk of queries' distances to every memorised row, in MiB
-            (4 bytes per query and memorised row, in three quarters of it for L2).
+            (4 bytes per query and memorised row; for L2, 4 in bfloat16 or 8 in float32, in three quarters of it).
     """
 
     def __init__(

@@ -32,7 +32,9 @@ F32_UNIT = 2.0**-24  # unit roundoff of float32 (24 significant bits)
 MARGIN = 1.01  # the rounding bounds below are first order; 1% more covers the higher-order terms
 # Float32 rounding of the norms, of the centring and of |q|^2 + |m|^2, relative to (|q| + |m|)^2.
 NORM_ROUNDING = 1e-5
-RESCORE_ROUNDING = 1e-4  # float32 rounding of a re-scored sum of squares, relative to the sum
+# Float32 rounding of a re-scored sum of squares, relative to the sum (torch sums in a cascade,
+# whose error grows as log D: far below this at any image size).
+RESCORE_ROUNDING = 1e-4
 
 
 def pack(values: Tensor, indices: Tensor) -> Tensor:
