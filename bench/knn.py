@@ -17,6 +17,7 @@ import resource
 import statistics
 import threading
 import time
+from typing import get_args
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--chunk-mb", type=float, default=256.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", choices=list(Precision.__args__), default="auto", help="of the L2 filter")
+    parser.add_argument("--precision", choices=get_args(Precision), default="auto", help="of the L2 filter")
     args = parser.parse_args()
     x_train, y_train = synthetic_mnist(args.n_memory, seed=0)
     x_test, _ = synthetic_mnist(args.n_queries, seed=1)
