@@ -22,7 +22,8 @@ from typing import get_args
 import numpy as np
 import torch
 
-from modules.knn_search import MemoryIndex, Precision, nearest_neighbours, vote
+from modules.knn_l2 import MemoryIndex, Precision
+from modules.knn_search import nearest_neighbours, vote
 
 METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
 

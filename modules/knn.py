@@ -15,7 +15,8 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from datamodules.base import gather_shards
-from modules.knn_search import Distance, MemoryIndex, nearest_neighbours, vote
+from modules.knn_l2 import MemoryIndex
+from modules.knn_search import Distance, nearest_neighbours, vote
 
 
 class KNN(L.LightningModule):

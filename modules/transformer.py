@@ -43,7 +43,8 @@ class Transformer(LanguageModel):
         self.position_embedding = nn.Embedding(block_size, d_model)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(d_model, nhead, dropout=dropout, causal=True, bias=bias, attention=attention) for _ in range(num_layers)
+            Block(d_model, nhead, dropout=dropout, causal=True, bias=bias, attention=attention)
+            for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model, bias=bias)
         self.head = nn.Linear(d_model, self.vocab_size, bias=False)

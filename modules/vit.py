@@ -57,7 +57,8 @@ class ViT(Classifier):
         self.position_embedding = nn.Parameter(torch.zeros(1, num_patches + (pool == "cls"), d_model))
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(d_model, nhead, dropout=dropout, causal=False, bias=True, attention=attention) for _ in range(num_layers)
+            Block(d_model, nhead, dropout=dropout, causal=False, bias=True, attention=attention)
+            for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)

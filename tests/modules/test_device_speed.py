@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from modules import device_speed, knn_search
-from modules.knn_search import MemoryIndex
+from modules import device_speed, knn_l2
+from modules.knn_l2 import MemoryIndex
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_an_avx512_cpu_times_one_product_in_each_type_once(bfloat16_seconds, fas
 
 
 def test_forced_precisions_need_no_measurement(monkeypatch):
-    monkeypatch.setattr(knn_search, "bfloat16_is_fast", lambda device: pytest.fail("measured a forced precision"))
+    monkeypatch.setattr(knn_l2, "bfloat16_is_fast", lambda device: pytest.fail("measured a forced precision"))
     memory = torch.randn(40, 6)
     assert MemoryIndex(memory, "float32").dtype == torch.float32
     assert MemoryIndex(memory, "bfloat16").folded.shape == (40, 8)

@@ -14,7 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from datamodules.base import ImageDataModule
 from lightning_app.cli import main
 from modules import KNN
-from modules import knn_search
+from modules import knn_l2
 from modules.knn_search import nearest_neighbours, vote
 
 METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
@@ -55,7 +55,7 @@ def test_equal_distances_go_to_the_first_memorised_and_equal_votes_to_the_smalle
 def _reference(queries, memory, k):
     """Every distance summed directly, then a stable full sort: the rule the search must follow."""
     everything = torch.arange(len(memory)).expand(len(queries), -1)
-    return knn_search.exact_sq_l2(queries, memory, everything).sort(dim=1, stable=True).indices[:, :k]
+    return knn_l2.exact_sq_l2(queries, memory, everything).sort(dim=1, stable=True).indices[:, :k]
 
 
 @pytest.mark.parametrize(
@@ -77,14 +77,14 @@ def test_l2_filter_and_refine_is_exact_whichever_pass_certifies(case, precision,
         queries = centres + torch.randn(5, 64, generator=generator)
     elif case == "noise":  # 784 uniform pixels, with a bfloat16 bound too wide to certify anything
         memory, queries = torch.rand(2000, 784, generator=generator), torch.rand(5, 784, generator=generator)
-        monkeypatch.setattr(knn_search, "BF16_UNIT", 1.0)
+        monkeypatch.setattr(knn_l2, "BF16_UNIT", 1.0)
     else:  # the origin is at distance exactly 1 from all 128 rows +-e_i, then far from 50 more
         memory = torch.cat([torch.eye(64), -torch.eye(64), 5 + torch.rand(50, 64, generator=generator)])
         memory = memory[torch.randperm(len(memory), generator=generator)]
         queries = torch.zeros(1, 64)
     scored = []
-    exact = knn_search.exact_sq_l2
-    monkeypatch.setattr(knn_search, "exact_sq_l2", lambda *args: scored.append(1) or exact(*args))
+    exact = knn_l2.exact_sq_l2
+    monkeypatch.setattr(knn_l2, "exact_sq_l2", lambda *args: scored.append(1) or exact(*args))
     distances, indices = nearest_neighbours(queries, memory, 3, "l2", 2**30, precision)
     assert min(len(scored), 3) == passes
     assert indices.tolist() == _reference(queries, memory, 3).tolist()
