@@ -206,7 +206,7 @@ class ImageDataModule(L.LightningDataModule):
         return images
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
-        """On the device: training batches augmented (as uint8, a quarter of float32's bytes), then every batch normalised."""
+        """On the device: training batches augmented as uint8 (a quarter of float32's bytes), then all normalised."""
         images, labels = batch
         if self.trainer is not None and self.trainer.training:
             images = self.augment(images)
