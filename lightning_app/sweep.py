@@ -10,6 +10,7 @@ its heartbeat is ``2 * --heartbeat`` seconds old.
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -26,15 +27,21 @@ except ImportError:
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from lightning_app.sweep_callback import open_storage
 from lightning_app.sweep_file import SweepFile, SweepFileError
 from lightning_app.sweep_report import report
-from lightning_app.sweep_trials import HOST, TrialFailed, TrialRunner
+from lightning_app.sweep_trials import HOST, TrialFailed, TrialRunner, open_storage
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
 STATES = optuna.trial.TrialState
 PRUNE_DEFAULT = {"min_resource": 1, "reduction_factor": 3}  # --prune without early_terminate
 RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)  # then a trial counts as failed
+
+
+def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queues a failed trial again, same parameters; what its run recorded (host, run folder) is not copied."""
+    fresh = copy.copy(trial)
+    fresh.user_attrs = {}
+    RETRY(study, fresh)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--storage", help="Optuna storage URL: sqlite:///path.db, postgresql://user:pw@host/db, "
                         "mysql://... (default: sqlite under runs/sweeps/NAME/)")  # fmt: skip
     parser.add_argument("--name", help="the study, its W&B group and runs/sweeps/NAME/ (default: the file's stem)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds random and bayes (one per machine); a grid's order is fixed")
+    parser.add_argument("--seed", type=int, default=0, help="seeds random and bayes (one per machine)")
     parser.add_argument("--prune", action=argparse.BooleanOptionalAction,
                         help="stop unpromising trials early (default: when the file has early_terminate)")  # fmt: skip
     parser.add_argument("--heartbeat", type=int, default=60, help="seconds between a worker's signs of life")
@@ -92,8 +99,10 @@ def open_study(sweep: SweepFile, name: str, url: str, seed: int, heartbeat: int)
     else:  # the constant liar keeps parallel workers off each other's running points
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     try:
-        storage = open_storage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat, heartbeat_stale_trial_callback=RETRY)
-        study = optuna.create_study(storage=storage, sampler=sampler, study_name=name, direction=sweep.goal, load_if_exists=True)
+        storage = open_storage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                               heartbeat_stale_trial_callback=retry)  # fmt: skip
+        study = optuna.create_study(storage=storage, sampler=sampler, study_name=name, direction=sweep.goal,
+                                    load_if_exists=True)  # fmt: skip
     except (SQLAlchemyError, ImportError, ValueError) as error:
         raise SystemExit(f"error: cannot open study {name!r} in {hidden(url)}: {error}") from None
     identity = json.loads(json.dumps(sweep.identity))  # as the storage returns it
@@ -110,7 +119,8 @@ def tally(study: optuna.Study) -> tuple[int, int]:
     """(finished, running) trials; a failed trial that was queued again counts through its retry."""
     trials = study.get_trials(deepcopy=False)
     retried = {number for trial in trials for number in RETRY.retry_history(trial)}
-    finished = sum(t.state in (STATES.COMPLETE, STATES.PRUNED) or (t.state == STATES.FAIL and t.number not in retried) for t in trials)
+    done = (STATES.COMPLETE, STATES.PRUNED)
+    finished = sum(t.state in done or (t.state == STATES.FAIL and t.number not in retried) for t in trials)
     return finished, sum(t.state == STATES.RUNNING for t in trials)
 
 
@@ -118,10 +128,10 @@ def requeue(admin: optuna.Study, numbers: set[int]) -> None:
     """Fails these trials if they still run, and queues each again (same parameters) for the next worker."""
     for number in sorted(numbers):
         if admin.get_trials(deepcopy=False)[number].state == STATES.RUNNING:
-            admin.tell(number, state=STATES.FAIL)
+            admin.tell(number, state=STATES.FAIL, skip_if_finished=True)  # another sweep may have just done it
         trials = admin.get_trials(deepcopy=False)
         if trials[number].state == STATES.FAIL and not any(number in RETRY.retry_history(t) for t in trials):
-            RETRY(admin, trials[number])
+            retry(admin, trials[number])
 
 
 def alive(pid: int) -> bool:
@@ -136,8 +146,11 @@ def alive(pid: int) -> bool:
 
 def requeue_orphans(admin: optuna.Study) -> None:
     """Requeues the running trials of this machine whose sweep process is gone, without waiting for their heartbeat."""
-    running = admin.get_trials(deepcopy=False, states=(STATES.RUNNING,))
-    dead = {t.number for t in running if t.user_attrs.get("host") == HOST and not alive(t.user_attrs.get("driver_pid", os.getpid()))}
+    dead = set()
+    for trial in admin.get_trials(deepcopy=False, states=(STATES.RUNNING,)):
+        # A trial just started may not have its driver_pid yet: taken for alive.
+        if trial.user_attrs.get("host") == HOST and not alive(trial.user_attrs.get("driver_pid", os.getpid())):
+            dead.add(trial.number)
     requeue(admin, dead)
 
 

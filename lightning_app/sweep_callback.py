@@ -11,26 +11,15 @@ import json
 import os
 from typing import Any
 
+import optuna
 from lightning.pytorch.callbacks import Callback
 
+from lightning_app.sweep_trials import ENV, open_storage
 from lightning_app.tracking import run_dir
-
-ENV = "LIGHTNING_APP_SWEEP"
-CALLBACK = f"{__name__}.SweepTrial"
-
-
-def open_storage(url: str, **heartbeat: Any):
-    """Optuna's database storage; SQLite waits for the other workers' writes instead of failing at once."""
-    import optuna
-
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine, **heartbeat)
 
 
 def make_pruner(pruning: dict[str, int] | None):
     """Successive halving (W&B's hyperband, see sweep_file.py), or no pruning."""
-    import optuna
-
     if not pruning:
         return optuna.pruners.NopPruner()
     return optuna.pruners.SuccessiveHalvingPruner(**pruning, min_early_stopping_rate=0)
@@ -53,8 +42,6 @@ class SweepTrial(Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.spec is None or self.trial is not None or not trainer.is_global_zero:
             return
-        import optuna
-
         study = optuna.load_study(
             study_name=self.spec["study"],
             storage=open_storage(self.spec["storage"]),

@@ -48,7 +48,7 @@ def _pruning(spec: Any) -> dict[str, int] | None:
         raise SweepFileError(f"early_terminate: `eta` must be an integer of at least 2, got {eta!r}")
     if isinstance(spec.get("min_iter"), int) and spec["min_iter"] >= 1:
         return {"min_resource": spec["min_iter"], "reduction_factor": eta}
-    if isinstance(spec.get("max_iter"), int) and isinstance(spec.get("s"), int):  # brackets max_iter/eta^s ... max_iter/eta
+    if isinstance(spec.get("max_iter"), int) and isinstance(spec.get("s"), int):  # brackets max_iter/eta^s, ..., /eta
         return {"min_resource": max(1, round(spec["max_iter"] / eta ** spec["s"])), "reduction_factor": eta}
     raise SweepFileError(f"early_terminate: needs a positive integer `min_iter`, or `max_iter` and `s`; got {spec}")
 
@@ -104,7 +104,7 @@ class SweepFile:
             raise SweepFileError(f"`method` must be grid, random or bayes, got {raw.get('method')!r}")
         metric = raw.get("metric")
         if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
-            raise SweepFileError("needs `metric` with a `name` (and `goal: maximize` or `minimize`): what the sweep optimises")
+            raise SweepFileError("needs `metric` with a `name` (and `goal: maximize` or `minimize`): what it optimises")
         if sorted(set(metric) - {"name", "goal"}) or metric.get("goal", "minimize") not in ("minimize", "maximize"):
             raise SweepFileError(f"metric: supported are `name` and `goal` (minimize or maximize), got {metric}")
         if not isinstance(raw.get("parameters"), dict) or not raw["parameters"]:

@@ -4,19 +4,21 @@
   run folder (printed too).
 - ``best.yaml``: the best finished trial's whole config, a new run of it with
   ``python -m lightning_app fit --config runs/sweeps/<name>/best.yaml``.
-- ``history.png`` and ``importances.png``: Optuna's optimisation history and parameter
-  importances (its default evaluator), drawn with matplotlib.
+- ``history.png``, ``importances.png``, ``curves.png``: Optuna's optimisation history, parameter
+  importances (its default evaluator) and every trial's metric after each validation (pruned
+  trials too), drawn with matplotlib.
 """
 
 import os
 import warnings
+from functools import partial
 from pathlib import Path
 
 import optuna
 import yaml
 
-from lightning_app.sweep_callback import CALLBACK
 from lightning_app.sweep_file import SweepFile
+from lightning_app.sweep_trials import CALLBACK
 
 STATES = optuna.trial.TrialState
 
@@ -79,8 +81,8 @@ def write_best(study: optuna.Study, sweep: SweepFile, folder: Path) -> str:
         return f"the best trial's {config_path} is missing, so no best.yaml"
     config = yaml.safe_load(config_path.read_text())
     trainer = config.get("trainer") or {}
-    callbacks = [c for c in trainer.get("callbacks") or [] if not (isinstance(c, dict) and c.get("class_path") == CALLBACK)]
-    trainer["callbacks"] = callbacks or None
+    kept = [c for c in trainer.get("callbacks") or [] if not (isinstance(c, dict) and c.get("class_path") == CALLBACK)]
+    trainer["callbacks"] = kept or None
     logger = trainer.get("logger")
     if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):
         # A new W&B run, not the trial's again; online when a key is there, as any run decides.
@@ -98,26 +100,35 @@ def write_best(study: optuna.Study, sweep: SweepFile, folder: Path) -> str:
 
 
 def plot(study: optuna.Study, sweep: SweepFile, folder: Path) -> list[str]:
-    """history.png and importances.png, where there are enough finished trials to draw them."""
+    """history.png, importances.png and curves.png, where there are enough trials to draw them."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt
-        from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
+        from optuna.visualization import matplotlib as drawing
     except ImportError:
         return ["the plots need matplotlib: pip install -e '.[sweep]'"]
-    finished = study.get_trials(deepcopy=False, states=(STATES.COMPLETE,))
-    drawings = {"history.png": (plot_optimization_history, 1), "importances.png": (plot_param_importances, 2)}
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state == STATES.COMPLETE for t in trials)
+    history = partial(drawing.plot_optimization_history, target_name=sweep.metric)
+    importances = partial(drawing.plot_param_importances, target_name=sweep.metric)
+    reported = any(t.intermediate_values for t in trials)
+    drawings = {  # name: (how to draw it, whether there is enough, what would be)
+        "history.png": (history, finished >= 1, "a finished trial"),
+        "importances.png": (importances, finished >= 2, "2 finished trials"),
+        # Every trial's metric after each validation, pruned ones too: what the pruner compared.
+        "curves.png": (drawing.plot_intermediate_values, reported, "a reported validation"),
+    }
     notes = []
-    for name, (draw, needed) in drawings.items():
-        if len(finished) < needed:
-            notes.append(f"{name}: needs {needed} finished trials")
+    for name, (draw, enough, needed) in drawings.items():
+        if not enough:
+            notes.append(f"{name}: needs {needed}")
             continue
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                axes = draw(study, target_name=sweep.metric)
+                warnings.simplefilter("ignore")  # experimental-API notices; importances of too few trials
+                axes = draw(study)
         except (ValueError, RuntimeError) as error:  # e.g. importances of parameters that never varied
             notes.append(f"{name}: {error}")
             continue

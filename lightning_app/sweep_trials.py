@@ -19,10 +19,17 @@ from typing import Any
 
 import optuna
 
-from lightning_app.sweep_callback import CALLBACK, ENV
 from lightning_app.sweep_file import SweepFile
 
 HOST = socket.gethostname()
+ENV = "LIGHTNING_APP_SWEEP"  # how a trial learns its study: see sweep_callback.py
+CALLBACK = "lightning_app.sweep_callback.SweepTrial"  # not imported here: it imports Lightning (seconds)
+
+
+def open_storage(url: str, **heartbeat: Any):
+    """Optuna's database storage; SQLite waits for the other workers' writes instead of failing at once."""
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine, **heartbeat)
 
 
 class TrialFailed(Exception):
@@ -36,6 +43,8 @@ class Interrupted(Exception):
 def visible_gpus() -> list[str]:
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         return [gpu for gpu in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
+    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()):
+        return []  # no GPU driver: skip importing torch, which takes seconds
     import torch
 
     return [str(index) for index in range(torch.cuda.device_count())]
@@ -48,7 +57,8 @@ def worker_environments(workers: int, gpus: list[str], cores: int) -> list[dict[
     for worker in range(workers):
         environment = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         if gpus:
-            share = [gpus[worker % len(gpus)]] if workers >= len(gpus) else gpus[worker * len(gpus) // workers : (worker + 1) * len(gpus) // workers]
+            first, end = worker * len(gpus) // workers, (worker + 1) * len(gpus) // workers
+            share = [gpus[worker % len(gpus)]] if workers >= len(gpus) else gpus[first:end]
             environment["CUDA_VISIBLE_DEVICES"] = ",".join(share)
         environments.append(environment)
     return environments
@@ -110,7 +120,7 @@ class TrialRunner:
         try:
             return self._result(trial, returncode, run_id, log)
         except (TrialFailed, Interrupted) as error:
-            trial.set_user_attr("error", str(error).splitlines()[0])
+            trial.set_user_attr("error", str(error))
             raise
 
     def _run(self, number: int, command: list[str], environment: dict[str, str], log: Path) -> int:
@@ -135,11 +145,12 @@ class TrialRunner:
         if returncode != 0:
             raise TrialFailed(f"trial {trial.number} exited with code {returncode}; the end of {log}:\n{_tail(log)}")
         if run is None or not (run / "summary.json").exists():
-            raise TrialFailed(f"trial {trial.number} wrote no summary.json (run folder {run}): sweeps need the W&B logger")
+            raise TrialFailed(f"trial {trial.number} wrote no summary.json (run: {run}): sweeps need the W&B logger")
         summary: dict[str, Any] = json.loads((run / "summary.json").read_text())
         metrics = {**summary.get("last", {}), **summary.get("test", {})}
         if self.sweep.metric not in metrics:
-            raise TrialFailed(f"trial {trial.number} did not log {self.sweep.metric!r} (it logged {sorted(metrics)}): fix `metric.name`")
+            logged = sorted(metrics)
+            raise TrialFailed(f"trial {trial.number} did not log {self.sweep.metric!r} (logged: {logged}): fix `metric.name`")
         value = metrics[self.sweep.metric]
         trial.set_user_attr("value", value)
         if "pruned_at" in reported:
@@ -152,7 +163,10 @@ class TrialRunner:
     def announce(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """An Optuna callback: one line per finished trial."""
         value = trial.user_attrs.get("value")
-        result = f"{self.sweep.metric} = {value:.4f}, {trial.user_attrs['run']}" if value is not None else trial.user_attrs.get("error", "")
+        if value is None:  # failed: why, with the end of its log
+            result = trial.user_attrs.get("error", "")
+        else:
+            result = f"{self.sweep.metric} = {value:.4f}, {trial.user_attrs['run']}"
         print(f"trial {trial.number} {trial.state.name.lower()}: {result}", flush=True)
 
     def on_signal(self, signum: int, frame: Any) -> None:

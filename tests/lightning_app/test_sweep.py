@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from lightning_app import sweep as sweep_cli
-from lightning_app.sweep_trials import worker_environments
+from lightning_app.sweep_callback import SweepTrial
+from lightning_app.sweep_trials import CALLBACK, worker_environments
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # heartbeats, retries
 STATES = optuna.trial.TrialState
@@ -129,7 +130,7 @@ def test_a_metric_the_trials_do_not_log_fails_them_with_the_metrics_they_have(wr
     open(path, "w").write(yaml.safe_dump(spec))
     study = sweep_cli.main([path])
     assert study.trials[0].state == STATES.FAIL
-    assert "did not log 'val/acc' (it logged ['score'])" in capsys.readouterr().out
+    assert "did not log 'val/acc' (logged: ['score'])" in capsys.readouterr().out
 
 
 def start_held(path, in_tmp, trials_wanted):
@@ -144,12 +145,16 @@ def start_held(path, in_tmp, trials_wanted):
     return driver
 
 
-def test_a_killed_sweep_is_continued_by_the_next_and_its_trial_retried(write_sweep, in_tmp):
+@pytest.mark.parametrize("machine", ["this", "another"])
+def test_a_killed_sweep_is_continued_by_the_next_and_its_trial_retried(write_sweep, in_tmp, monkeypatch, machine):
     path = write_sweep(x={"values": [1, 2, 3]})
     driver = start_held(path, in_tmp, 3)
     driver.send_signal(signal.SIGKILL)  # the sweep dies; its held trial runs on
     driver.wait()
     (in_tmp / "hold").unlink()
+    if machine == "another":  # its process cannot be looked up from here: its heartbeat (1 s) must go stale (2 s)
+        monkeypatch.setattr(sweep_cli, "HOST", "another-machine")
+        time.sleep(3)
     sweep_cli.main([path, "--heartbeat", "1"])
     states = {t.number: t.state for t in trials()}
     assert states[0] == STATES.FAIL and list(states.values()).count(STATES.COMPLETE) == 3
@@ -179,3 +184,7 @@ def test_workers_get_their_own_gpus_and_a_share_of_the_cores():
     assert [e["OMP_NUM_THREADS"] for e in shared] == ["1", "1", "1"]
     assert "CUDA_VISIBLE_DEVICES" not in worker_environments(1, [], cores=2)[0]
 
+
+
+def test_trials_get_the_callback_by_its_import_path():
+    assert CALLBACK == f"{SweepTrial.__module__}.{SweepTrial.__name__}"

@@ -46,10 +46,13 @@ def test_a_2x2_grid_runs_4_trials_and_best_yaml_reproduces_the_best(in_tmp):
         values = (config["model"]["init_args"]["hidden_sizes"], config["optimizer"]["init_args"]["lr"])
         assert (str(values[0]), values[1]) == (trial.params["model.init_args.hidden_sizes"], trial.params["optimizer.init_args.lr"])
         assert config["trainer"]["logger"]["dict_kwargs"]["group"] == "digits"  # the W&B group is the sweep
+        assert list((in_tmp / "runs/wandb").glob(f"offline-run-*-{run.name}"))  # and each trial a W&B run
         assert summary(trial)["last"]["val/acc_best"] == trial.value
         chosen.add((str(values[0]), values[1]))
     assert chosen == {(str(w), r) for w in widths for r in rates}
     assert (in_tmp / "runs/sweeps/digits/trials.md").read_text().count("| complete |") == 4
+    for plot in ("history.png", "importances.png", "curves.png"):
+        assert (in_tmp / "runs/sweeps/digits" / plot).read_bytes()[:4] == b"\x89PNG"
 
     before = set((in_tmp / "runs/lightning_app").iterdir())
     fit(["fit", "--config", "runs/sweeps/digits/best.yaml"])
