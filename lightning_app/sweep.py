@@ -2,18 +2,14 @@
 
 Optuna does the search (grid, random, TPE for ``bayes``; successive halving for ``early_terminate``)
 and keeps the study in a database: SQLite under ``runs/sweeps/<name>/`` by default, or any
-PostgreSQL/MySQL URL that workers on several machines share. Every trial is a normal ``fit`` run
-(see sweep_trials.py). The study counts its trials: rerunning the command, or starting it on
-another machine, continues the same study to ``--trials``. A trial whose sweep process died
-(killed, preempted) is failed and queued again: at once when it ran on this machine, else once
-its heartbeat is ``2 * --heartbeat`` seconds old.
+PostgreSQL/MySQL URL that workers on several machines share. Rerunning the command, or starting
+it on another machine, continues the same study to ``--trials`` (sweep_study.py). Every trial is a
+normal ``fit`` run in its own process (sweep_trials.py); the results go to ``runs/sweeps/<name>/``
+(sweep_report.py). docs/sweeps.md is the user's guide.
 """
 
 import argparse
-import copy
-import json
 import math
-import os
 import re
 import signal
 import sys
@@ -24,24 +20,14 @@ try:
     import optuna
 except ImportError:
     raise SystemExit("python -m lightning_app.sweep needs Optuna: pip install -e '.[sweep]'") from None
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from lightning_app.sweep_file import SweepFile, SweepFileError
 from lightning_app.sweep_report import report
-from lightning_app.sweep_trials import HOST, TrialFailed, TrialRunner, open_storage
+from lightning_app.sweep_study import fail_orphans, hidden, open_study, requeue, tally
+from lightning_app.sweep_trials import TrialFailed, TrialRunner
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
-STATES = optuna.trial.TrialState
 PRUNE_DEFAULT = {"min_resource": 1, "reduction_factor": 3}  # --prune without early_terminate
-RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)  # then a trial counts as failed
-
-
-def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Queues a failed trial again, same parameters; what its run recorded (host, run folder) is not copied."""
-    fresh = copy.copy(trial)
-    fresh.user_attrs = {}
-    RETRY(study, fresh)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,81 +65,6 @@ def trial_count(sweep: SweepFile, trials: int | None) -> int:
     raise SystemExit(f"error: {sweep.path}: a {sweep.method} search never ends by itself: give --trials N")
 
 
-def hidden(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except SQLAlchemyError:
-        return "the --storage URL"
-
-
-def open_study(sweep: SweepFile, name: str, url: str, seed: int, heartbeat: int) -> tuple[optuna.Study, optuna.Study]:
-    """The study with this sweep's sampler, and the same study with a RandomSampler, for bookkeeping.
-
-    The second one fails and requeues trials: a GridSampler's ``tell`` stops the optimize loop,
-    which is not running then.
-    """
-    if sweep.method == "grid":
-        sampler = optuna.samplers.GridSampler(sweep.grid, seed=0)  # one order on every worker, so they share it out
-    elif sweep.method == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:  # the constant liar keeps parallel workers off each other's running points
-        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    try:
-        storage = open_storage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                               heartbeat_stale_trial_callback=retry)  # fmt: skip
-        study = optuna.create_study(storage=storage, sampler=sampler, study_name=name, direction=sweep.goal,
-                                    load_if_exists=True)  # fmt: skip
-    except (SQLAlchemyError, ImportError, ValueError) as error:
-        raise SystemExit(f"error: cannot open study {name!r} in {hidden(url)}: {error}") from None
-    identity = json.loads(json.dumps(sweep.identity))  # as the storage returns it
-    stored = study.user_attrs.get("sweep")
-    if stored is None:
-        study.set_user_attr("sweep", identity)
-    elif stored != identity:
-        raise SystemExit(f"error: study {name!r} in {hidden(url)} comes from another sweep (method, metric or "
-                         "parameters differ): give this one its own --name")  # fmt: skip
-    return study, optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler())
-
-
-def tally(study: optuna.Study) -> tuple[int, int]:
-    """(finished, running) trials; a failed trial that was queued again counts through its retry."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {number for trial in trials for number in RETRY.retry_history(trial)}
-    done = (STATES.COMPLETE, STATES.PRUNED)
-    finished = sum(t.state in done or (t.state == STATES.FAIL and t.number not in retried) for t in trials)
-    return finished, sum(t.state == STATES.RUNNING for t in trials)
-
-
-def requeue(admin: optuna.Study, numbers: set[int]) -> None:
-    """Fails these trials if they still run, and queues each again (same parameters) for the next worker."""
-    for number in sorted(numbers):
-        if admin.get_trials(deepcopy=False)[number].state == STATES.RUNNING:
-            admin.tell(number, state=STATES.FAIL, skip_if_finished=True)  # another sweep may have just done it
-        trials = admin.get_trials(deepcopy=False)
-        if trials[number].state == STATES.FAIL and not any(number in RETRY.retry_history(t) for t in trials):
-            retry(admin, trials[number])
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def requeue_orphans(admin: optuna.Study) -> None:
-    """Requeues the running trials of this machine whose sweep process is gone, without waiting for their heartbeat."""
-    dead = set()
-    for trial in admin.get_trials(deepcopy=False, states=(STATES.RUNNING,)):
-        # A trial just started may not have its driver_pid yet: taken for alive.
-        if trial.user_attrs.get("host") == HOST and not alive(trial.user_attrs.get("driver_pid", os.getpid())):
-            dead.add(trial.number)
-    requeue(admin, dead)
-
-
 def optimize(study: optuna.Study, admin: optuna.Study, runner: TrialRunner, target: int, workers: int) -> None:
     """Starts trials until the study holds ``target`` of them, finished or running (on any machine)."""
 
@@ -162,8 +73,8 @@ def optimize(study: optuna.Study, admin: optuna.Study, runner: TrialRunner, targ
             study.stop()
 
     while True:
-        requeue_orphans(admin)
-        optuna.storages.fail_stale_trials(study)  # other machines' dead trials, by their heartbeat
+        fail_orphans(admin)  # this machine's dead sweeps' trials, at once
+        optuna.storages.fail_stale_trials(study)  # any machine's, by their heartbeat
         remaining = target - sum(tally(study))
         if remaining <= 0:
             return

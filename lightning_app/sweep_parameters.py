@@ -9,6 +9,7 @@ are unbounded or skewed, which Optuna's samplers do not draw from: an error name
 """
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ class Parameter:
     name: str
     distribution: BaseDistribution | None = None
     value: Any = None
-    # Optuna's categorical choices must be scalars, so a list value ([128, 64]) is stored as its JSON text.
+    # Optuna's categorical choices must be scalars: a list value is stored as its text, "[128, 64]".
     choices: dict[Any, Any] = field(default_factory=dict)
 
     def suggest(self, trial) -> Any:
@@ -43,7 +44,7 @@ class Parameter:
 
     def decode(self, stored: Any) -> Any:
         """The config value for a value as Optuna stores it."""
-        return self.choices.get(stored, stored) if self.choices else stored
+        return self.choices.get(stored, stored)
 
 
 def _number(where: str, spec: dict, key: str) -> float:
@@ -66,6 +67,8 @@ def _categorical(name: str, values: Any) -> Parameter:
 def parse_parameter(name: str, spec: Any) -> Parameter:
     """One entry of ``parameters``, by W&B's rules for which distribution a spec means."""
     where = f"parameters.{name}"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):  # W&B's rule; it becomes `--name=value`
+        raise SweepFileError(f"{where}: a parameter name is a config key: letters, digits, '_', '.', '-'")
     if not isinstance(spec, dict):
         raise SweepFileError(f"{where}: expected a mapping with `values`, `value` or `min`/`max`, got {spec!r}")
     if "parameters" in spec:

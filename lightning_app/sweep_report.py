@@ -24,7 +24,7 @@ STATES = optuna.trial.TrialState
 
 
 def _where(path: str | None) -> str:
-    if not path or path == "None":
+    if not path:
         return ""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))

@@ -141,7 +141,8 @@ class TrialRunner:
             raise Interrupted(f"trial {trial.number} was stopped with the sweep")
         reported = trial.study.get_trials(deepcopy=False)[trial.number].user_attrs  # as the run itself set them
         run = Path(reported["run"]) if "run" in reported else next(Path().glob(f"*/*/{run_id}"), None)
-        trial.set_user_attr("run", str(run))
+        if run is not None:
+            trial.set_user_attr("run", str(run))
         if returncode != 0:
             raise TrialFailed(f"trial {trial.number} exited with code {returncode}; the end of {log}:\n{_tail(log)}")
         if run is None or not (run / "summary.json").exists():

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from lightning_app import sweep as sweep_cli
+from lightning_app import sweep_study
 from lightning_app.sweep_callback import SweepTrial
 from lightning_app.sweep_trials import CALLBACK, worker_environments
 
@@ -153,7 +154,7 @@ def test_a_killed_sweep_is_continued_by_the_next_and_its_trial_retried(write_swe
     driver.wait()
     (in_tmp / "hold").unlink()
     if machine == "another":  # its process cannot be looked up from here: its heartbeat (1 s) must go stale (2 s)
-        monkeypatch.setattr(sweep_cli, "HOST", "another-machine")
+        monkeypatch.setattr(sweep_study, "HOST", "another-machine")
         time.sleep(3)
     sweep_cli.main([path, "--heartbeat", "1"])
     states = {t.number: t.state for t in trials()}
@@ -188,3 +189,20 @@ def test_workers_get_their_own_gpus_and_a_share_of_the_cores():
 
 def test_trials_get_the_callback_by_its_import_path():
     assert CALLBACK == f"{SweepTrial.__module__}.{SweepTrial.__name__}"
+
+
+@pytest.mark.parametrize(
+    ("early_terminate", "flag", "pruning"),
+    [
+        (None, [], "no pruning"),
+        (None, ["--prune"], "pruning {'min_resource': 1, 'reduction_factor': 3}"),
+        ({"type": "hyperband", "min_iter": 2, "eta": 2}, [], "pruning {'min_resource': 2, 'reduction_factor': 2}"),
+        ({"type": "hyperband", "min_iter": 2, "eta": 2}, ["--no-prune"], "no pruning"),
+    ],
+)
+def test_pruning_follows_the_file_unless_the_flag_says_otherwise(write_sweep, capsys, early_terminate, flag, pruning):
+    path = write_sweep(x={"values": [1]})
+    spec = yaml.safe_load(open(path).read())
+    open(path, "w").write(yaml.safe_dump({**spec, "early_terminate": early_terminate} if early_terminate else spec))
+    sweep_cli.main([path, *flag])
+    assert f", {pruning}, " in capsys.readouterr().out.splitlines()[0]

@@ -93,6 +93,7 @@ def test_values_reach_the_command_as_the_agent_writes_them(tmp_path):
         ({"parameters": {"lr": {"values": []}}}, "parameters.lr: `values` must be a non-empty list"),
         ({"parameters": {"lr": {"values": [1, 1]}}}, "parameters.lr: `values` repeat"),
         ({"parameters": {"opt": {"parameters": {"lr": {"value": 1}}}}}, "parameters.opt: nested parameters"),
+        ({"parameters": {"lr=1 --x": {"value": 1}}}, "parameters.lr=1 --x: a parameter name is a config key"),
         ({"method": "grid", "parameters": {"lr": {"min": 0.0, "max": 1.0}}}, r"grid needs `values` .*\['lr'\]"),
         ({"command": ["python", "train.py"]}, r"command: needs \$\{args\}"),
         ({"command": ["python", "${args_json}", "${args}"]}, r"unsupported macros \['\$\{args_json\}'\]"),
