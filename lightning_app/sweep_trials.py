@@ -86,7 +86,8 @@ class TrialRunner:
         self.sweep, self.name, self.folder, self.overrides = sweep, study_name, folder, overrides
         self.trial_spec = {"study": study_name, "storage": storage_url, "metric": sweep.metric, "pruning": pruning}
         self.slots: queue.SimpleQueue = queue.SimpleQueue()
-        for slot in enumerate(worker_environments(workers, visible_gpus(), len(os.sched_getaffinity(0)))):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
+        for slot in enumerate(worker_environments(workers, visible_gpus(), cores)):
             self.slots.put(slot)
         self.children: dict[int, subprocess.Popen] = {}  # trial number -> its run, while it runs
         self.stopped: set[int] = set()  # trials that were running when the sweep was interrupted
