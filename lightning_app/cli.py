@@ -77,7 +77,8 @@ class AppCLI(LightningCLI):
         init_args = logger.init_args
         init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
         init_args.offline = init_args.offline or wandb_offline()
-        logger.dict_kwargs = {"group": experiment, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
+        group = init_args.get("group") or experiment  # `--trainer.logger.init_args.group` names another group (a sweep)
+        logger.dict_kwargs = {"group": group, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
         resolve_resume(config, str(self.subcommand))
 
     def after_instantiate_classes(self) -> None:
