@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datamodules import CIFAR10, CIFAR100, MNIST, Digits, Text
+
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
@@ -96,3 +98,21 @@ def write_cifar100_archive(directory: Path, n_train: int = 100, n_test: int = 40
         "cifar-100-binary/test.bin": cifar_bytes(n_test, 2, (20, 100), seed=1),
     }
     return write_tar_gz(directory / "cifar-100-binary.tar.gz", members)
+
+
+def fake_data_args(data_class: type, directory: Path, monkeypatch) -> list[str]:
+    """Writes tiny data in ``data_class``'s real format into ``directory``; returns the CLI arguments
+    that point a config of that data module at it. A data module without a writer here is an error."""
+    if issubclass(data_class, CIFAR100):  # before CIFAR10, its base class
+        accept_archive(monkeypatch, write_cifar100_archive(directory), data_class)
+    elif issubclass(data_class, CIFAR10):
+        accept_archive(monkeypatch, write_cifar10_archive(directory, n_per_file=16), data_class)
+    elif issubclass(data_class, MNIST):  # and the data sets in its format
+        write_mnist(directory)
+    elif issubclass(data_class, Text):
+        return ["--data.init_args.path", str(write_text(directory / "input.txt"))]
+    elif issubclass(data_class, Digits):
+        return []  # bundled with scikit-learn
+    else:
+        raise LookupError(f"tests/fakes.py writes no data for {data_class.__name__}: add a writer in its real format")
+    return ["--data.init_args.data_dir", str(directory)]
