@@ -11,6 +11,7 @@ ROOT = Path(__file__).parents[2]
 spec = importlib.util.spec_from_file_location("bench_results", ROOT / "bench" / "results.py")
 results = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(results)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs: a second thread only waits
 README = "# Title\nintro\n{start}\n{table}\n{end}\n## Next\ntext\n"
 
 

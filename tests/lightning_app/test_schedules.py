@@ -15,6 +15,7 @@ from tests.fakes import accept_archive, write_cifar10_archive, write_text
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--test_after_fit", "false"]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models' runs: a second thread only waits
 
 
 def optimizer(lr: float = 0.4) -> torch.optim.Optimizer:
@@ -94,7 +95,6 @@ def test_a_schedule_that_cannot_cover_the_run_fails_before_training(schedule, me
         main([*digits, "--trainer.max_epochs", "1", *schedule])  # Digits: 1,294 training images, 21 batches of 64
 
 
-@pytest.mark.slow  # 2,050 steps: about 15 s on 2 cores
 def test_shakespeare_gpt_longer_than_shipped_ends_its_schedule_on_the_last_step(in_tmp):
     config = CONFIGS / "shakespeare_gpt.yaml"
     shipped = yaml.safe_load(config.read_text())
