@@ -48,6 +48,7 @@ class WarmupCosine(LRScheduler):
             raise ValueError(f"final_lr_ratio={final_lr_ratio} must be >= 0")
         self.warmup_fraction, self.warmup_steps = warmup_fraction, warmup_steps
         self.total_steps, self.final_lr_ratio = total_steps, final_lr_ratio
+        self.sized_by_run = False
         super().__init__(optimizer, last_epoch)
 
     def warmup(self) -> int:
@@ -78,10 +79,18 @@ class WarmupCosine(LRScheduler):
         """Sets the run's length and the learning rate of the current step to match it."""
         if total_steps < 1:
             raise ValueError(f"the run has {total_steps} steps: a schedule needs at least one")
-        self.total_steps = total_steps
+        self.total_steps, self.sized_by_run = total_steps, True
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores a checkpoint's schedule, but a length sized by the run stays this run's: a run
+        resumed with more epochs stretches its schedule instead of idling at the final rate."""
+        length = self.total_steps if self.sized_by_run else None
+        super().load_state_dict(state_dict)
+        if length is not None:
+            self.total_steps = length
 
 
 def fit_to_run(scheduler: LRScheduler, trainer: L.Trainer, interval: str) -> None:

@@ -78,6 +78,18 @@ def test_cli_sets_the_length_and_steps_per_batch(in_tmp, monkeypatch):
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0)  # the cosine ran to its end
 
 
+def test_a_run_resumed_with_more_epochs_stretches_its_schedule(in_tmp):
+    digits = ["fit", "--config", str(CONFIGS / "digits_mlp.yaml"), "--trainer.logger", "false", *QUIET]
+    digits += ["--lr_scheduler", "lightning_app.schedules.WarmupCosine", "--lr_interval", "step"]
+    first = main([*digits, "--trainer.max_epochs", "1"])  # 21 steps, ending at a learning rate of 0
+    weights = {name: value.clone() for name, value in first.model.state_dict().items()}
+    resumed = main([*digits, "--trainer.max_epochs", "2", "--ckpt_path", "runs/checkpoints/last.ckpt"])
+    scheduler = resumed.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.total_steps == 42 and scheduler.last_epoch == 42  # this run's length, stepped to its end
+    changed = [name for name, value in resumed.model.state_dict().items() if not torch.equal(value, weights[name])]
+    assert changed  # the second epoch trained: its learning rates came from the stretched schedule, not 0
+
+
 ONE_CYCLE = ["--lr_scheduler", "torch.optim.lr_scheduler.OneCycleLR", "--lr_scheduler.init_args.max_lr", "0.01"]
 COSINE = ["--lr_scheduler", "lightning_app.schedules.WarmupCosine"]
 
