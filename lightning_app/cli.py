@@ -14,6 +14,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.faults import FaultTolerance
 from lightning_app.resume import resolve_resume
+from lightning_app.schedules import fit_to_run
 from lightning_app.summary import RunSummary
 from lightning_app.tracking import SaveRunConfig, wandb_offline
 
@@ -102,9 +103,7 @@ class AppCLI(LightningCLI):
         if lr_scheduler is None:
             return optimizer
         interval = self._get(self.config, "lr_interval")
-        if getattr(lr_scheduler, "total_steps", 0) is None:  # e.g. WarmupCosine: the run's length, known now
-            trainer = lightning_module.trainer
-            lr_scheduler.total_steps = trainer.estimated_stepping_batches if interval == "step" else trainer.max_epochs
+        fit_to_run(lr_scheduler, lightning_module.trainer, interval)  # the run's length is known only now
         scheduler = {"scheduler": lr_scheduler, "interval": interval}
         if isinstance(lr_scheduler, ReduceLROnPlateau):
             scheduler["monitor"] = lr_scheduler.monitor
