@@ -56,7 +56,7 @@ class Text(L.LightningDataModule):
     naming it: replace it in the file or move it into the training part. The vocabulary is read
     on first access (the CLI links ``vocab`` to the model when it builds it); for the default
     Tiny Shakespeare it is known before the download. There is no test split: LM configs set
-    ``test_after_fit: false``.
+    ``test_after_fit: false``; ``predict`` runs over the validation windows.
 
     Args:
         path: UTF-8 text file to model. None: Tiny Shakespeare in ``data_dir``, downloaded when missing.

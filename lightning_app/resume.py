@@ -1,18 +1,49 @@
-"""``fit --ckpt_path last``: find the run to continue, and continue it under the same W&B run id.
+"""``--ckpt_path``: which checkpoint it means, which run folder the run writes to, and what it restores.
 
-With the W&B logger a new run gets a new id and so a new, empty checkpoint folder, where
-Lightning's own ``"last"`` would find nothing. Here ``last`` means the newest ``last.ckpt``
-under ``<save_dir>/<project>/*/checkpoints/`` whose run has the same experiment (config file
-name, or data and model when there is none), model class and data class; with a run id given
-(``--trainer.logger.init_args.id``, e.g. from the SLURM job id) it means that run's ``last.ckpt``.
-Given a checkpoint inside a run folder (``runs/lightning_app/<id>/checkpoints/x.ckpt``), the W&B run ``<id>``
-resumes (``resume="allow"``), so its curves continue instead of starting a new run.
+``last`` means the newest ``last.ckpt`` under ``<save_dir>/<project>/*/checkpoints/`` whose run has the
+same experiment (config file name, or data and model when there is none), model class and data class;
+with a W&B run id given (``--trainer.logger.init_args.id``, e.g. from the SLURM job id) it means that
+run's ``last.ckpt``. Nothing found: ``fit`` warns and starts a new run (a requeued job can always pass
+``--ckpt_path last``); ``validate``, ``test`` and ``predict`` fail, naming what they looked for and where.
+
+Run folders: a W&B run writes ``<save_dir>/<project>/<run id>/``; a run without a logger gets its own
+``<default_root_dir>/lightning_app/<experiment>-<time>_<random>/`` (as its trainer's root). A ``fit``
+given a checkpoint inside a run folder continues that run: the same W&B run id (``resume="allow"``), so
+its curves continue, or without a logger the same folder.
+
+What a checkpoint restores (Lightning's CLI re-parses its hyperparameters over the command line): the
+file is checked and loaded with ``weights_only`` (``lightning_app/checkpoints.py``); its model class
+must be the one given, and is imported, to compare, only from ``modules`` or a ``--trusted_packages``
+package; the values the data module decides (linked) are not re-parsed, they come from the data
+module again and must equal the checkpoint's.
 """
 
+import importlib
+import inspect
+import os
+import secrets
+import time
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import yaml
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from lightning_app.checkpoints import load_checkpoint
+from lightning_app.tracking import WANDB_LOGGER
+
+PROJECT = "lightning_app"
+PROJECT_PACKAGES = ("modules",)  # model classes a checkpoint may name without --trusted_packages
+KEYWORDS = ("best", "hpc", "last")  # paths Lightning resolves itself
+
+
+def experiment_name(config) -> str:
+    """The config file's name, or ``<data>-<model>`` without one: the W&B group, and how ``last`` matches runs."""
+    if config.get("config"):
+        return Path(str(config.config[-1])).stem
+    return f"{config.data.class_path.rsplit('.', 1)[-1]}-{config.model.class_path.rsplit('.', 1)[-1]}"
 
 
 def _same_experiment(run_config: Path, model: str, data: str, group: str | None) -> bool:
@@ -29,42 +60,132 @@ def _same_experiment(run_config: Path, model: str, data: str, group: str | None)
     )
 
 
-def find_last_checkpoint(project_dir: Path, model: str, data: str, group: str | None) -> Path | None:
-    """The newest ``<project_dir>/<run id>/checkpoints/last.ckpt`` of the same experiment, or None."""
+def find_last_checkpoint(project_dir: Path, model: str, data: str, group: str | None, experiment: str | None = None):
+    """The newest ``<project_dir>/<run>/checkpoints/last.ckpt`` of the same experiment, or None.
+
+    W&B runs record the experiment as their ``group``; runs without a logger in their folder's name.
+    """
     candidates = [
         path
         for path in project_dir.glob("*/checkpoints/last.ckpt")
         if _same_experiment(path.parents[1] / "config.yaml", model, data, group)
+        and (experiment is None or path.parents[1].name.rsplit("-", 1)[0] == experiment)
     ]
     return max(candidates, key=lambda path: path.stat().st_mtime, default=None)
 
 
-def resolve_resume(config, subcommand: str) -> None:
-    """Turns ``ckpt_path: last`` into a path and points the W&B logger at the checkpoint's run.
+def new_run_id(experiment: str) -> str:
+    """A folder name for a run without a logger; under SLURM the job's, so a requeued job finds its folder."""
+    if SLURMEnvironment.detect():  # Lightning's SLURM auto-resume looks for its checkpoint in default_root_dir
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
+        return f"{experiment}-slurm_{job}"
+    return f"{experiment}-{time.strftime('%Y%m%d_%H%M%S')}_{secrets.token_hex(2)}"
 
-    ``config`` is the subcommand's config before instantiation, with a WandbLogger as logger.
+
+def _find_last(config, subcommand: str, experiment: str, project_dir: Path, wandb: bool) -> str | None:
+    init = config.trainer.logger.init_args if wandb else None
+    if init is not None and (init.id or init.version):  # this run's own, or none yet
+        own = project_dir / str(init.id or init.version) / "checkpoints" / "last.ckpt"
+        found, looked = (own if own.exists() else None), f"no {own}"
+        init.resume = "allow"  # a requeued job may have started its W&B run before its first checkpoint
+    else:
+        group = config.trainer.logger.get("dict_kwargs", {}).get("group") if wandb else None
+        model, data = config.model.class_path, config.data.class_path
+        found = find_last_checkpoint(project_dir, model, data, group, None if wandb else experiment)
+        looked = f"no last.ckpt of experiment {experiment!r} ({model} on {data}) in {project_dir}/*/checkpoints/"
+    if found is not None:
+        rank_zero_info(f"--ckpt_path last: {found}")
+        return str(found)
+    if subcommand != "fit":
+        raise FileNotFoundError(f"--ckpt_path last: {looked}; run `fit` first, or pass the path of a checkpoint")
+    rank_zero_warn(f"--ckpt_path last: {looked}; starting a new run")  # not an error: a requeued job passes it
+    return None
+
+
+def resolve_resume(config, subcommand: str, experiment: str) -> Path | None:
+    """Turns ``ckpt_path: last`` into a path and points the logger at the checkpoint's run.
+
+    ``config`` is the subcommand's config before instantiation. Returns the run folder of a run
+    without a logger (its trainer's ``default_root_dir``; the config keeps the user's root).
     """
-    ckpt_path = config.get("ckpt_path")
-    if not ckpt_path:
-        return
-    logger = config.trainer.logger.init_args
-    if ckpt_path == "last":
-        project_dir = Path(logger.save_dir or config.trainer.default_root_dir) / (logger.project or "lightning_app")
-        group = config.trainer.logger.get("dict_kwargs", {}).get("group")
-        if logger.id or logger.version:  # this run's own, or none yet
-            own = project_dir / str(logger.id or logger.version) / "checkpoints" / "last.ckpt"
-            found = own if own.exists() else None
-            logger.resume = "allow"  # a requeued job may have started its W&B run before its first checkpoint
-        else:
-            found = find_last_checkpoint(project_dir, config.model.class_path, config.data.class_path, group)
-        if found is None:  # not an error, so a requeued job can always pass `--ckpt_path last`
-            rank_zero_warn(f"--ckpt_path last: no last.ckpt of experiment {group!r} under {project_dir}; starting a new run")
-            config.ckpt_path = None
-            return
-        rank_zero_info(f"--ckpt_path last: resuming {found}")
-        config.ckpt_path = ckpt_path = str(found)
-    run = Path(ckpt_path).parent.parent  # "best", "x.ckpt": not in a run folder
-    is_run_folder = Path(ckpt_path).parent.name == "checkpoints" and (run / "config.yaml").exists()
-    if subcommand == "fit" and is_run_folder and (logger.id or logger.version or run.name) == run.name:
-        logger.id = run.name
-        logger.resume = "allow"
+    logger = config.trainer.logger
+    wandb = bool(logger) and logger.class_path == WANDB_LOGGER
+    root = Path(config.trainer.default_root_dir)
+    project_dir = Path(logger.init_args.save_dir or root) / (logger.init_args.project or PROJECT) if wandb else root / PROJECT
+    if config.get("ckpt_path") == "last":
+        if logger and not wandb:
+            if subcommand != "fit":
+                raise ValueError(
+                    f"--ckpt_path last finds the runs of W&B or of --trainer.logger false; with {logger.class_path} "
+                    "give the checkpoint's path"
+                )
+            return None  # Lightning's own `last`: this logger's new run folder
+        config.ckpt_path = _find_last(config, subcommand, experiment, project_dir, wandb)
+    checkpoints = Path(str(config.get("ckpt_path"))).parent
+    run = checkpoints.parent if subcommand == "fit" and checkpoints.name == "checkpoints" else None
+    run = run if run is not None and (run / "config.yaml").exists() else None
+    if wandb and run is not None and (logger.init_args.id or logger.init_args.version or run.name) == run.name:
+        logger.init_args.id = run.name
+        logger.init_args.resume = "allow"
+    # Absolute, so that a resume names the checkpoint folder as the first run did (Lightning compares the names).
+    return None if logger else (run or project_dir / new_run_id(experiment)).resolve()
+
+
+def import_class(class_path: str) -> Any:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name, None) if module else None
+
+
+def checkpoint_model_class(class_path: str, trusted: list[str], source: str) -> type[L.LightningModule]:
+    """The LightningModule class a checkpoint names, imported only from ``modules`` or a trusted package."""
+    package = class_path.split(".", 1)[0]
+    allowed = (*PROJECT_PACKAGES, *trusted)
+    if package not in allowed or "." not in class_path:
+        raise ValueError(
+            f"{source} names the model class {class_path!r}, which is not imported: a checkpoint may only name "
+            f"LightningModule classes of the packages {', '.join(allowed)}. If you trust this checkpoint and the "
+            f"package {package!r}, allow it with --trusted_packages [{package}]"
+        )
+    cls = import_class(class_path)
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
+        raise ValueError(f"{source} names {class_path!r}, which is not a LightningModule class")
+    return cls
+
+
+def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, ...], trusted: list[str]):
+    """Sets the model arguments from the checkpoint in ``ckpt_path`` (checked first); returns the new config
+    and the checkpoint's linked values, which ``check_linked`` compares with the data module's."""
+    ckpt_path = config[subcommand].get("ckpt_path")
+    if not ckpt_path or ckpt_path in KEYWORDS:
+        return config, {}
+    hparams = dict(load_checkpoint(ckpt_path).get("hyper_parameters") or {})
+    hparams.pop("_instantiator", None)
+    saved, given = hparams.pop("_class_path", None), config[subcommand].model.class_path
+    given_class = import_class(given)
+    if saved not in (None, given) and checkpoint_model_class(saved, trusted, ckpt_path) is not given_class:
+        raise ValueError(
+            f"the model class given, {given}, is not the class of checkpoint {ckpt_path}, {saved}: "
+            f"give --model {saved} (or its config), or a checkpoint of {given}"
+        )
+    links = {key: hparams.pop(key) for key in linked if key in hparams}  # the data module sets these again
+    accepted = inspect.signature(given_class.__init__).parameters
+    if ignored := sorted(set(hparams) - set(accepted)):
+        rank_zero_warn(f"{ckpt_path}: {ignored} are not arguments of {given}: ignored")
+    init_args = {key: value for key, value in hparams.items() if key in accepted}
+    return parser.parse_object({subcommand: {"model": {"class_path": given, "init_args": init_args}}}, config), links
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def check_linked(model: L.LightningModule, links: dict[str, Any], ckpt_path: str) -> None:
+    """Fails when the data module gives another shape or vocabulary than the checkpoint was trained with."""
+    for key, saved in links.items():
+        given = model.hparams.get(key)
+        if given is not None and _plain(given) != _plain(saved):
+            raise ValueError(
+                f"checkpoint {ckpt_path} was trained with {key}={saved!r}, but the data module gives {given!r}: "
+                "evaluate it on the data it was trained on"
+            )
