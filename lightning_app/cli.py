@@ -15,7 +15,14 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.checkpoints import ModelCheckpointLast
 from lightning_app.faults import FaultTolerance
-from lightning_app.resume import check_linked, experiment_name, import_class, resolve_resume, restore_hyperparameters
+from lightning_app.resume import (
+    check_linked,
+    continue_run,
+    experiment_name,
+    import_class,
+    resolve_last,
+    restore_hyperparameters,
+)
 from lightning_app.runlock import RunLock
 from lightning_app.summary import RunSummary
 from lightning_app.tracking import WANDB_LOGGER, SaveRunConfig, wandb_offline
@@ -84,8 +91,15 @@ class AppCLI(LightningCLI):
         subcommand = str(self.subcommand)
         config = self.config.get(subcommand, self.config)
         check_compatible(import_class(config.model.class_path), import_class(config.data.class_path))
-        logger = config.trainer.logger
         experiment = experiment_name(config)
+        asked_last = config.get("ckpt_path") == "last"
+        resolve_last(config, subcommand, experiment)
+        if subcommand in self.config:  # first: it parses the config again, which drops what is set below
+            self.config, self.checkpoint_links = restore_hyperparameters(
+                self.parser, self.config, subcommand, LINKED, config.trusted_packages
+            )
+            config = self.config[subcommand]
+        logger = config.trainer.logger
         if hasattr(logger, "class_path") and logger.class_path == WANDB_LOGGER:
             model = config.model.class_path.rsplit(".", 1)[-1]
             data = config.data.class_path.rsplit(".", 1)[-1]
@@ -93,11 +107,7 @@ class AppCLI(LightningCLI):
             init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
             init_args.offline = init_args.offline or wandb_offline()
             logger.dict_kwargs = {"group": experiment, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
-        self.run_folder = resolve_resume(config, subcommand, experiment)
-        if subcommand in self.config:
-            self.config, self.checkpoint_links = restore_hyperparameters(
-                self.parser, self.config, subcommand, LINKED, config.trusted_packages
-            )
+        self.run_folder = continue_run(config, subcommand, experiment, asked_last)
 
     def after_instantiate_classes(self) -> None:
         if self.checkpoint_links:

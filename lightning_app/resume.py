@@ -83,14 +83,23 @@ def new_run_id(experiment: str) -> str:
     return f"{experiment}-{time.strftime('%Y%m%d_%H%M%S')}_{secrets.token_hex(2)}"
 
 
-def _find_last(config, subcommand: str, experiment: str, project_dir: Path, wandb: bool) -> str | None:
+def _project_dir(config) -> tuple[bool, Path]:
+    """Whether the logger is W&B, and the folder that holds the run folders (W&B's, or ours without a logger)."""
+    logger = config.trainer.logger
+    root = Path(config.trainer.default_root_dir)
+    if bool(logger) and logger.class_path == WANDB_LOGGER:
+        return True, Path(logger.init_args.save_dir or root) / (logger.init_args.project or PROJECT)
+    return False, root / PROJECT
+
+
+def _find_last(config, subcommand: str, experiment: str) -> str | None:
+    wandb, project_dir = _project_dir(config)
     init = config.trainer.logger.init_args if wandb else None
     if init is not None and (init.id or init.version):  # this run's own, or none yet
         own = project_dir / str(init.id or init.version) / "checkpoints" / "last.ckpt"
         found, looked = (own if own.exists() else None), f"no {own}"
-        init.resume = "allow"  # a requeued job may have started its W&B run before its first checkpoint
     else:
-        group = config.trainer.logger.get("dict_kwargs", {}).get("group") if wandb else None
+        group = (config.trainer.logger.get("dict_kwargs") or {}).get("group", experiment) if wandb else None
         model, data = config.model.class_path, config.data.class_path
         found = find_last_checkpoint(project_dir, model, data, group, None if wandb else experiment)
         looked = f"no last.ckpt of experiment {experiment!r} ({model} on {data}) in {project_dir}/*/checkpoints/"
@@ -103,31 +112,35 @@ def _find_last(config, subcommand: str, experiment: str, project_dir: Path, wand
     return None
 
 
-def resolve_resume(config, subcommand: str, experiment: str) -> Path | None:
-    """Turns ``ckpt_path: last`` into a path and points the logger at the checkpoint's run.
-
-    ``config`` is the subcommand's config before instantiation. Returns the run folder of a run
-    without a logger (its trainer's ``default_root_dir``; the config keeps the user's root).
-    """
+def resolve_last(config, subcommand: str, experiment: str) -> None:
+    """Turns ``ckpt_path: last`` into a path; ``config`` is the subcommand's, before instantiation."""
     logger = config.trainer.logger
-    wandb = bool(logger) and logger.class_path == WANDB_LOGGER
-    root = Path(config.trainer.default_root_dir)
-    project_dir = Path(logger.init_args.save_dir or root) / (logger.init_args.project or PROJECT) if wandb else root / PROJECT
-    if config.get("ckpt_path") == "last":
-        if logger and not wandb:
-            if subcommand != "fit":
-                raise ValueError(
-                    f"--ckpt_path last finds the runs of W&B or of --trainer.logger false; with {logger.class_path} "
-                    "give the checkpoint's path"
-                )
-            return None  # Lightning's own `last`: this logger's new run folder
-        config.ckpt_path = _find_last(config, subcommand, experiment, project_dir, wandb)
+    if config.get("ckpt_path") != "last":
+        return
+    if logger and logger.class_path != WANDB_LOGGER:
+        if subcommand != "fit":
+            raise ValueError(
+                f"--ckpt_path last finds the runs of W&B or of --trainer.logger false; with {logger.class_path} "
+                "give the checkpoint's path"
+            )
+        return  # Lightning's own `last`: this logger's new run folder
+    config.ckpt_path = _find_last(config, subcommand, experiment)
+
+
+def continue_run(config, subcommand: str, experiment: str, asked_last: bool) -> Path | None:
+    """Points the W&B logger at the run a ``fit`` continues; returns the folder of a run without a logger
+    (its trainer's ``default_root_dir``; the config keeps the user's root)."""
+    logger = config.trainer.logger
+    wandb, project_dir = _project_dir(config)
+    init = logger.init_args if wandb else None
+    if init is not None and asked_last and (init.id or init.version):
+        init.resume = "allow"  # a requeued job may have started its W&B run before its first checkpoint
     checkpoints = Path(str(config.get("ckpt_path"))).parent
     run = checkpoints.parent if subcommand == "fit" and checkpoints.name == "checkpoints" else None
     run = run if run is not None and (run / "config.yaml").exists() else None
-    if wandb and run is not None and (logger.init_args.id or logger.init_args.version or run.name) == run.name:
-        logger.init_args.id = run.name
-        logger.init_args.resume = "allow"
+    if init is not None and run is not None and (init.id or init.version or run.name) == run.name:
+        init.id = run.name
+        init.resume = "allow"
     # Absolute, so that a resume names the checkpoint folder as the first run did (Lightning compares the names).
     return None if logger else (run or project_dir / new_run_id(experiment)).resolve()
 

@@ -143,6 +143,11 @@ def test_a_remote_checkpoint_is_refused_and_never_unpickled(served, mlp_checkpoi
     assert not marker.exists() and requests == []  # nothing was even downloaded
 
 
+def test_weights_only_false_is_refused(mlp_checkpoint, in_tmp):
+    with pytest.raises(ValueError, match="weights_only=False is refused"):
+        main(["test", *DIGITS, "--ckpt_path", str(mlp_checkpoint), "--weights_only", "false"])
+
+
 @pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
 def test_evaluating_last_with_nothing_to_evaluate_fails(subcommand, in_tmp):
     looked = rf"no last\.ckpt of experiment 'digits_mlp' \(modules\.MLP on datamodules\.Digits\) in .*runs/lightning_app"

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 
 from datamodules.base import BatchLoader
 from lightning_app.cli import main
-from lightning_app.resume import find_last_checkpoint, resolve_resume
+from lightning_app.resume import continue_run, find_last_checkpoint, resolve_last
 from lightning_app.tracking import WANDB_LOGGER
 
 ROOT = Path(__file__).parents[2]
@@ -54,6 +54,9 @@ def test_killed_run_resumes_to_the_same_result(in_tmp, monkeypatch):
     monkeypatch.chdir(killed)
     main([*FIT, "--ckpt_path", "last"])
     assert run_folders(killed) == [folder]  # the same run folder, not a new run
+    logger = yaml.safe_load((folder / "config.yaml").read_text())["trainer"]["logger"]
+    assert logger["dict_kwargs"]["group"] == "digits_mlp"  # the resumed run is still found as this experiment
+    assert find_last_checkpoint(killed / "runs/lightning_app", "modules.MLP", "datamodules.Digits", "digits_mlp") == last
     wandb_ids = {p.name.rsplit("-", 1)[-1] for p in (killed / "runs/wandb").glob("offline-run-*")}
     assert len(list((killed / "runs/wandb").glob("offline-run-*"))) == 2 and wandb_ids == {folder.name}
 
@@ -129,28 +132,35 @@ def fit_config(tmp_path: Path, ckpt_path: str | None) -> Namespace:
     return dict_to_namespace(config)
 
 
+def resolve(config: Namespace, subcommand: str = "fit") -> None:
+    """What the CLI does before it builds anything: `last` becomes a path, the logger points at its run."""
+    asked_last = config.ckpt_path == "last"
+    resolve_last(config, subcommand, "digits_mlp")
+    continue_run(config, subcommand, "digits_mlp", asked_last)
+
+
 def test_resolve_resume_sets_the_path_and_the_wandb_run(tmp_path):
     last = write_run(tmp_path / "lightning_app", "run123", "modules.MLP", "digits_mlp", 1000.0)
     config = fit_config(tmp_path, "last")
-    resolve_resume(config, "fit", "digits_mlp")
+    resolve(config)
     assert config.ckpt_path == str(last)
     assert config.trainer.logger.init_args.id == "run123" and config.trainer.logger.init_args.resume == "allow"
 
     named = fit_config(tmp_path, "last")
     named.trainer.logger.init_args.id = "slurm-42"  # a requeued job names its run: its own last.ckpt only
-    resolve_resume(named, "fit", "digits_mlp")
+    resolve(named)
     assert named.ckpt_path is None and named.trainer.logger.init_args.id == "slurm-42"
     own = write_run(tmp_path / "lightning_app", "slurm-42", "modules.MLP", "digits_mlp", 500.0)  # older than run123
     named = fit_config(tmp_path, "last")
     named.trainer.logger.init_args.id = "slurm-42"
-    resolve_resume(named, "fit", "digits_mlp")
+    resolve(named)
     assert named.ckpt_path == str(own) and named.trainer.logger.init_args.resume == "allow"
 
     nothing = fit_config(tmp_path / "empty", "last")
-    resolve_resume(nothing, "fit", "digits_mlp")  # a first attempt of a requeued job: a new run, not an error
+    resolve(nothing)  # a first attempt of a requeued job: a new run, not an error
     assert nothing.ckpt_path is None and nothing.trainer.logger.init_args.id is None
     with pytest.raises(FileNotFoundError, match=r"no last\.ckpt of experiment 'digits_mlp' .* in .*empty/lightning_app"):
-        resolve_resume(fit_config(tmp_path / "empty", "last"), "test", "digits_mlp")  # nothing to evaluate: an error
+        resolve(fit_config(tmp_path / "empty", "last"), "test")  # nothing to evaluate: an error
 
 
 class SignalAtStep(Callback):
