@@ -112,7 +112,11 @@ class AppCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         if self.checkpoint_links:
             check_linked(self.model, self.checkpoint_links, self._get(self.config, "ckpt_path"))
-        self.trainer.callbacks.insert(0, RunLock())  # first: before anything writes into the run folder
+        lock = RunLock()
+        self.trainer.callbacks.insert(0, lock)  # first: before anything writes into the run folder
+        logger = self.trainer.logger
+        if self.run_folder is not None or (isinstance(logger, WandbLogger) and logger.version is not None):
+            lock.acquire(self.trainer)  # the folder is known: locked before the logger opens a run there
         self.trainer.callbacks.append(RunSummary())
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))

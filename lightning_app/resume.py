@@ -186,7 +186,15 @@ def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, 
     if ignored := sorted(set(hparams) - set(accepted)):
         rank_zero_warn(f"{ckpt_path}: {ignored} are not arguments of {given}: ignored")
     init_args = {key: value for key, value in hparams.items() if key in accepted}
+    if named := [key for key, value in init_args.items() if _names_a_class(value)]:  # the parser would import it
+        raise ValueError(f"{ckpt_path}: the hyperparameters {named} name classes; a checkpoint's must be plain values")
     return parser.parse_object({subcommand: {"model": {"class_path": given, "init_args": init_args}}}, config), links
+
+
+def _names_a_class(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "class_path" in value or any(map(_names_a_class, value.values()))
+    return isinstance(value, list | tuple) and any(map(_names_a_class, value))
 
 
 def _plain(value: Any) -> Any:

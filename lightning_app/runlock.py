@@ -3,7 +3,7 @@
 Two processes that resolve to the same run folder (two ``fit --ckpt_path last`` of one experiment, or
 the same ``--trainer.logger.init_args.id``) would interleave one ``metrics.jsonl`` and overwrite each
 other's checkpoints. So a run holds an exclusive ``flock`` on ``<run folder>/run.lock`` from its
-``setup`` to its end, and a second process fails at once, naming the folder and the PID that holds it
+start to its end, and a second process fails at once, naming the folder and the PID that holds it
 (the holder writes it into the file). The kernel releases the lock when its process ends, however it
 ends (SIGKILL included): a lock left behind by a killed run is stale by construction and never blocks
 the next one. Only global rank 0 locks; the other ranks of a DDP run write nothing into the folder.
@@ -47,14 +47,22 @@ def lock_folder(folder: Path):
 
 
 class RunLock(Callback):
-    """Holds the run folder's lock from ``setup`` to ``teardown`` (or an exception), on global rank 0."""
+    """Holds the run folder's lock until ``teardown`` (or an exception), on global rank 0.
+
+    The CLI takes it as soon as the folder is known, before a logger starts (a W&B run resumed by a
+    second process would otherwise be opened before that process fails); a new W&B run's folder
+    exists only once the run does, so then it is taken in ``setup``, before anything is written there.
+    """
 
     def __init__(self) -> None:
         self._file = None
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
+    def acquire(self, trainer) -> None:
         if trainer.is_global_zero and self._file is None:
             self._file = lock_folder(run_dir(trainer))
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.acquire(trainer)
 
     def _release(self) -> None:
         if self._file is not None:

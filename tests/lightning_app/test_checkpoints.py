@@ -97,6 +97,13 @@ def test_a_class_path_outside_the_project_is_not_imported(mlp_checkpoint, in_tmp
     with pytest.raises(ValueError, match=r"'w\.GPT', which is not imported"):
         generate(str(crafted))
     assert not marker.exists()
+    checkpoint["hyper_parameters"].update(_class_path="modules.MLP", hidden_sizes=[{"class_path": "w.GPT"}])
+    AtomicCheckpointIO().save_checkpoint(checkpoint, crafted)  # the right class, a class in an argument
+    with pytest.raises(ValueError, match=r"the hyperparameters \['hidden_sizes'\] name classes"):
+        main(["test", *DIGITS, "--ckpt_path", str(crafted)])
+    assert not marker.exists()
+    checkpoint["hyper_parameters"].update(_class_path="w.GPT")
+    AtomicCheckpointIO().save_checkpoint(checkpoint, crafted)
     # Trusted on purpose: imported, and then it is still not the model given.
     with pytest.raises(ValueError, match=r"modules\.MLP, is not the class of checkpoint .*w\.GPT"):
         main(["test", *DIGITS, "--ckpt_path", str(crafted), "--trusted_packages", "[w]"])

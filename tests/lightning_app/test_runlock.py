@@ -1,5 +1,6 @@
 """One run per run folder: runs without a logger get folders of their own; a busy folder is refused at once."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -31,20 +32,36 @@ def test_runs_without_a_logger_get_folders_of_their_own(in_tmp):
     assert all((run / "checkpoints/last.ckpt").is_file() and (run / "summary.json").is_file() for run in (first, second))
 
 
-def test_a_second_run_on_a_busy_folder_fails_at_once(in_tmp):
-    main([*FIT, "--trainer.max_epochs", "1"])
-    (run,) = (in_tmp / "runs/lightning_app").iterdir()
+@contextlib.contextmanager
+def held(folder: Path):
+    """Another process that holds ``folder``'s lock until it is killed with SIGKILL; yields its PID."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline() == b"locked\n"
-        before = snapshot(run)
-        with pytest.raises(RuntimeError, match=rf"{run} is in use by PID {holder.pid} on .*: another run is training there"):
-            main([*FIT, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
-        assert snapshot(run) == before  # not a byte written: no config, no metrics, no checkpoint
+        yield holder.pid
     finally:
         holder.kill()  # SIGKILL: no code of its own releases the lock, the kernel does
         holder.wait()
+
+
+def test_a_second_run_on_a_busy_folder_fails_at_once(in_tmp):
+    main([*FIT, "--trainer.max_epochs", "1"])
+    (run,) = (in_tmp / "runs/lightning_app").iterdir()
+    with held(run) as pid:
+        before = snapshot(run)
+        with pytest.raises(RuntimeError, match=rf"{run} is in use by PID {pid} on .*: another run is training there"):
+            main([*FIT, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+        assert snapshot(run) == before  # not a byte written: no config, no metrics, no checkpoint
     resumed = main([*FIT, "--trainer.max_epochs", "2", "--ckpt_path", "last"])  # the stale lock does not block
     assert resumed.trainer.global_step == 6 and torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6
     assert (run / "run.lock").read_text().startswith(f"PID {os.getpid()} on ")
+
+
+def test_a_busy_wandb_run_is_refused_before_it_is_opened(in_tmp):
+    at = FIT.index("--trainer.logger")
+    wandb = [*FIT[:at], *FIT[at + 2 :], "--trainer.logger.init_args.id", "busy"]  # the default logger, W&B, offline
+    with held(in_tmp / "runs/lightning_app/busy") as pid:
+        with pytest.raises(RuntimeError, match=rf"lightning_app/busy is in use by PID {pid}"):
+            main(wandb)
+    assert not list(in_tmp.glob("runs/wandb/*busy*"))  # no W&B run was started (or finished) under that id
