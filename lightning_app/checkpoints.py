@@ -105,13 +105,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 raise OSError(
                     error.errno,
                     f"No space left to write checkpoint {path} ({os.strerror(error.errno)} in {path.parent}); "
-                    "the previous checkpoint of that name is kept. Free space there, or write checkpoints to "
+                    "what that name holds is still a whole checkpoint. Free space there, or write checkpoints to "
                     "another disk with --checkpoint.dirpath",
                 ) from error
             raise
         _checked[str(path.resolve())] = _stamp(path.stat())
 
-    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(self, path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict[str, Any]:
+        # "cpu" as Lightning's own default does: a checkpoint written on a GPU loads on any machine.
         if weights_only is False:
             raise ValueError(f"{path}: weights_only=False is refused; checkpoints load with weights_only=True only")
         return load_checkpoint(path, map_location)

@@ -176,7 +176,7 @@ def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, 
     hparams.pop("_instantiator", None)
     saved, given = hparams.pop("_class_path", None), config[subcommand].model.class_path
     given_class = import_class(given)
-    if saved not in (None, given) and checkpoint_model_class(saved, trusted, ckpt_path) is not given_class:
+    if saved not in (None, given) and checkpoint_model_class(str(saved), trusted, ckpt_path) is not given_class:
         raise ValueError(
             f"the model class given, {given}, is not the class of checkpoint {ckpt_path}, {saved}: "
             f"give --model {saved} (or its config), or a checkpoint of {given}"

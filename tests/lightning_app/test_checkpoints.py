@@ -80,6 +80,12 @@ def test_a_model_class_other_than_the_checkpoints_is_an_error(mlp_checkpoint, in
         main(["test", *DIGITS, "--model", "modules.CNN", "--ckpt_path", str(mlp_checkpoint)])
 
 
+def test_data_of_another_shape_than_the_checkpoints_is_an_error(mlp_checkpoint, mnist_dir, in_tmp):
+    mnist = ["--data", "datamodules.MNIST", "--data.data_dir", str(mnist_dir)]
+    with pytest.raises(ValueError, match=r"trained with input_shape=\(1, 8, 8\), but the data module gives \(1, 28, 28\)"):
+        main(["test", *DIGITS, *mnist, "--ckpt_path", str(mlp_checkpoint)])
+
+
 WICKED = "from pathlib import Path\nPath('{marker}').touch()\nimport lightning\nclass GPT(lightning.LightningModule): pass\n"
 
 
