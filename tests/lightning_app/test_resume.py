@@ -179,13 +179,23 @@ class SignalAtStep(Callback):
             os.kill(os.getpid(), self.signum)
 
 
+# Digits at batch size 128: 11 steps per epoch, two epochs.
+SIGNALLED = [*FIT, "--data.batch_size", "128", "--faults.last_every_n_steps", "0", "--trainer.logger", "false"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
+    """The final weights of the run the signal tests interrupt, run without interruption."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("uninterrupted"))
+        return weights(Path(main(SIGNALLED).trainer.checkpoint_callback.dirpath) / "last.ckpt")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_stops_cleanly_and_the_run_resumes_from_that_step(signum, in_tmp, monkeypatch):
-    # Digits at batch size 128: 11 steps per epoch; the signal comes mid-epoch 1, at step 14.
-    fit = [*FIT, "--data.batch_size", "128", "--faults.last_every_n_steps", "0", "--trainer.logger", "false"]
+def test_a_signal_stops_cleanly_and_the_run_resumes_from_that_step(signum, uninterrupted, in_tmp):
     stop = [f"--trainer.callbacks+={__name__}.SignalAtStep", "--trainer.callbacks.step=14", f"--trainer.callbacks.signum={signum}"]
     with pytest.raises(SystemExit) as stopped:
-        main([*fit, *stop])
+        main([*SIGNALLED, *stop])  # the signal comes mid-epoch 1, at step 14
     assert stopped.value.code == 128 + signum
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # our Ctrl-C handler is gone again
     (last,) = in_tmp.glob("runs/lightning_app/digits_mlp-*/checkpoints/last.ckpt")
@@ -193,13 +203,10 @@ def test_a_signal_stops_cleanly_and_the_run_resumes_from_that_step(signum, in_tm
     summary = json.loads((last.parents[1] / "summary.json").read_text())
     assert summary["status"].startswith(f"stopped: {signal.Signals(signum).name} at epoch 1, global step 14: last.ckpt")
 
-    resumed = main([*fit, "--ckpt_path", "last"])
+    resumed = main([*SIGNALLED, "--ckpt_path", "last"])
     assert resumed.trainer.global_step == 22 and Path(resumed.trainer.default_root_dir) == last.parents[1]
-    monkeypatch.chdir(in_tmp / "runs")  # the same run, uninterrupted, in a folder of its own
-    main(fit)
-    (reference,) = (in_tmp / "runs/runs").glob("lightning_app/*/checkpoints/last.ckpt")
-    final, expected = weights(last), weights(reference)
-    assert all(torch.equal(final[name], expected[name]) for name in expected)
+    final = weights(last)
+    assert all(torch.equal(final[name], uninterrupted[name]) for name in uninterrupted)  # as if never stopped
 
 
 class SignalInValidation(Callback):
@@ -219,7 +226,7 @@ class SignalInValidation(Callback):
 
 
 def test_ctrl_c_in_the_last_validation_stops_before_the_test(in_tmp):
-    fit = [*FIT, "--data.batch_size", "128", "--trainer.logger", "false", "--test_after_fit", "true"]
+    fit = [*SIGNALLED, "--test_after_fit", "true"]
     stop = [f"--trainer.callbacks+={__name__}.SignalInValidation", "--trainer.callbacks.epoch=1", "--trainer.callbacks.signum=2"]
     with pytest.raises(SystemExit) as stopped:
         main([*fit, *stop])
