@@ -21,6 +21,7 @@ every save point and when training ends (and on signals, see ``FaultTolerance``)
 import errno
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,15 @@ def load_checkpoint(path, map_location: Any = "cpu") -> dict[str, Any]:
         )
     for _ in range(3):
         with open(path, "rb") as file:
-            if _verify(Path(path), file):
+            if not _verify(Path(path), file):
+                continue
+            try:
                 return torch.load(file, map_location=map_location, weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError) as error:  # a crafted, truncated or foreign file
+                lines = str(error).strip().splitlines() or [type(error).__name__]
+                reason = next((line.split("error: ")[-1] for line in lines if "Unsupported global" in line), lines[0])
+                message = f"{path} is not a checkpoint of tensors and plain data, and is not loaded ({reason.strip()})"
+                raise ValueError(message) from error
     raise ValueError(f"{path} kept changing while it was read; is a run still writing it?")
 
 

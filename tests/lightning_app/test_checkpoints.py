@@ -154,6 +154,10 @@ def test_a_remote_checkpoint_is_refused_and_never_unpickled(served, mlp_checkpoi
     with pytest.raises(ValueError, match="remote checkpoints are not loaded"):
         AtomicCheckpointIO().load_checkpoint(f"{url}/model.ckpt")
     assert not marker.exists() and requests == []  # nothing was even downloaded
+    refused = r"www/model.ckpt is not a checkpoint of tensors and plain data, and is not loaded \(Unsupported global: GLOBAL io"
+    with pytest.raises(ValueError, match=refused):
+        main(["test", *DIGITS, "--ckpt_path", str(in_tmp / "www" / "model.ckpt")])  # the same file, local: weights_only
+    assert not marker.exists()
 
 
 def test_weights_only_false_is_refused(mlp_checkpoint, in_tmp):
