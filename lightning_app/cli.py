@@ -15,14 +15,8 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.checkpoints import ModelCheckpointLast
 from lightning_app.faults import FaultTolerance
-from lightning_app.resume import (
-    check_linked,
-    continue_run,
-    experiment_name,
-    import_class,
-    resolve_last,
-    restore_hyperparameters,
-)
+from lightning_app.restore import check_linked, import_class, restore_hyperparameters
+from lightning_app.resume import continue_run, experiment_name, resolve_last
 from lightning_app.runlock import RunLock
 from lightning_app.summary import RunSummary
 from lightning_app.tracking import WANDB_LOGGER, SaveRunConfig, wandb_offline
@@ -85,7 +79,7 @@ class AppCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """Lightning re-parses the checkpoint's hyperparameters here, unchecked; `before_instantiate_classes`
-        does it once `last` is resolved and the file and its model class are checked (lightning_app/resume.py)."""
+        does it once `last` is resolved and the file and its model class are checked (lightning_app/restore.py)."""
 
     def before_instantiate_classes(self) -> None:
         subcommand = str(self.subcommand)

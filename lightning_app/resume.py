@@ -1,4 +1,4 @@
-"""``--ckpt_path``: which checkpoint it means, which run folder the run writes to, and what it restores.
+"""``--ckpt_path``: which checkpoint it means, and which run folder the run writes to.
 
 ``last`` means the newest ``last.ckpt`` under ``<save_dir>/<project>/*/checkpoints/`` whose run has the
 same experiment (config file name, or data and model when there is none), model class and data class;
@@ -11,32 +11,21 @@ Run folders: a W&B run writes ``<save_dir>/<project>/<run id>/``; a run without 
 given a checkpoint inside a run folder continues that run: the same W&B run id (``resume="allow"``), so
 its curves continue, or without a logger the same folder.
 
-What a checkpoint restores (Lightning's CLI re-parses its hyperparameters over the command line): the
-file is checked and loaded with ``weights_only`` (``lightning_app/checkpoints.py``); its model class
-must be the one given, and is imported, to compare, only from ``modules`` or a ``--trusted_packages``
-package; the values the data module decides (linked) are not re-parsed, they come from the data
-module again and must equal the checkpoint's.
+What the checkpoint then restores: ``lightning_app/restore.py``.
 """
 
-import importlib
-import inspect
 import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
 
-import lightning as L
 import yaml
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_app.checkpoints import load_checkpoint
 from lightning_app.tracking import WANDB_LOGGER
 
 PROJECT = "lightning_app"
-PROJECT_PACKAGES = ("modules",)  # model classes a checkpoint may name without --trusted_packages
-KEYWORDS = ("best", "hpc", "last")  # paths Lightning resolves itself
 
 
 def experiment_name(config) -> str:
@@ -143,70 +132,3 @@ def continue_run(config, subcommand: str, experiment: str, asked_last: bool) -> 
         init.resume = "allow"
     # Absolute, so that a resume names the checkpoint folder as the first run did (Lightning compares the names).
     return None if logger else (run or project_dir / new_run_id(experiment)).resolve()
-
-
-def import_class(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name, None) if module else None
-
-
-def checkpoint_model_class(class_path: str, trusted: list[str], source: str) -> type[L.LightningModule]:
-    """The LightningModule class a checkpoint names, imported only from ``modules`` or a trusted package."""
-    package = class_path.split(".", 1)[0]
-    allowed = (*PROJECT_PACKAGES, *trusted)
-    if package not in allowed or "." not in class_path:
-        raise ValueError(
-            f"{source} names the model class {class_path!r}, which is not imported: a checkpoint may only name "
-            f"LightningModule classes of the packages {', '.join(allowed)}. If you trust this checkpoint and the "
-            f"package {package!r}, allow it with --trusted_packages [{package}]"
-        )
-    cls = import_class(class_path)
-    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
-        raise ValueError(f"{source} names {class_path!r}, which is not a LightningModule class")
-    return cls
-
-
-def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, ...], trusted: list[str]):
-    """Sets the model arguments from the checkpoint in ``ckpt_path`` (checked first); returns the new config
-    and the checkpoint's linked values, which ``check_linked`` compares with the data module's."""
-    ckpt_path = config[subcommand].get("ckpt_path")
-    if not ckpt_path or ckpt_path in KEYWORDS:
-        return config, {}
-    hparams = dict(load_checkpoint(ckpt_path).get("hyper_parameters") or {})
-    hparams.pop("_instantiator", None)
-    saved, given = hparams.pop("_class_path", None), config[subcommand].model.class_path
-    given_class = import_class(given)
-    if saved not in (None, given) and checkpoint_model_class(str(saved), trusted, ckpt_path) is not given_class:
-        raise ValueError(
-            f"the model class given, {given}, is not the class of checkpoint {ckpt_path}, {saved}: "
-            f"give --model {saved} (or its config), or a checkpoint of {given}"
-        )
-    links = {key: hparams.pop(key) for key in linked if key in hparams}  # the data module sets these again
-    accepted = inspect.signature(given_class.__init__).parameters
-    if ignored := sorted(set(hparams) - set(accepted)):
-        rank_zero_warn(f"{ckpt_path}: {ignored} are not arguments of {given}: ignored")
-    init_args = {key: value for key, value in hparams.items() if key in accepted}
-    if named := [key for key, value in init_args.items() if _names_a_class(value)]:  # the parser would import it
-        raise ValueError(f"{ckpt_path}: the hyperparameters {named} name classes; a checkpoint's must be plain values")
-    return parser.parse_object({subcommand: {"model": {"class_path": given, "init_args": init_args}}}, config), links
-
-
-def _names_a_class(value: Any) -> bool:
-    if isinstance(value, dict):
-        return "class_path" in value or any(map(_names_a_class, value.values()))
-    return isinstance(value, list | tuple) and any(map(_names_a_class, value))
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple | list) else value
-
-
-def check_linked(model: L.LightningModule, links: dict[str, Any], ckpt_path: str) -> None:
-    """Fails when the data module gives another shape or vocabulary than the checkpoint was trained with."""
-    for key, saved in links.items():
-        given = model.hparams.get(key)
-        if given is not None and _plain(given) != _plain(saved):
-            raise ValueError(
-                f"checkpoint {ckpt_path} was trained with {key}={saved!r}, but the data module gives {given!r}: "
-                "evaluate it on the data it was trained on"
-            )
