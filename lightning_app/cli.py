@@ -22,7 +22,7 @@ from lightning_app.summary import RunSummary
 from lightning_app.tracking import WANDB_LOGGER, SaveRunConfig, wandb_offline
 
 # Data module attributes that become model arguments of the same name, so a config never repeats them.
-LINKED = ("input_shape", "num_classes", "vocab_size", "vocab", "block_size")
+LINKED = ("input_shape", "num_classes", "vocab", "block_size")
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
     "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "lightning_app", "save_dir": "runs"}},
@@ -100,7 +100,8 @@ class AppCLI(LightningCLI):
             init_args = logger.init_args
             init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
             init_args.offline = init_args.offline or wandb_offline()
-            logger.dict_kwargs = {"group": experiment, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
+            group = init_args.get("group") or experiment  # `--trainer.logger.init_args.group` names another group (a sweep)
+            logger.dict_kwargs = {"group": group, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
         self.run_folder = continue_run(config, subcommand, experiment, asked_last)
 
     def after_instantiate_classes(self) -> None:

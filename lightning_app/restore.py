@@ -2,9 +2,9 @@
 
 Lightning's CLI re-parses a checkpoint's hyperparameters over the command line before anything is
 built (its ``_parse_ckpt_path``): unchecked, importing whatever class the checkpoint names, and with
-the values the data module decides (linked: ``vocab_size``, ``vocab``, ``block_size``, ...) as if
-they were model arguments, so a Transformer or RNN checkpoint failed by path (``vocab_size`` is not
-a Transformer argument). Here the file is checked and loaded with ``weights_only``
+the values the data module decides (linked: ``vocab``, ``block_size``, ...) as if they were model
+arguments, so language-model checkpoints failed by path (an RNN takes no ``block_size``; while
+``vocab_size`` was linked, a Transformer failed the same way). Here the file is checked and loaded with ``weights_only``
 (``lightning_app/checkpoints.py``); its model class must be the one given, and is imported, to
 compare, only from ``modules`` or a ``--trusted_packages`` package; the linked values are left to the
 data module, and must equal the checkpoint's.

@@ -88,7 +88,9 @@ def _find_last(config, subcommand: str, experiment: str) -> str | None:
         own = project_dir / str(init.id or init.version) / "checkpoints" / "last.ckpt"
         found, looked = (own if own.exists() else None), f"no {own}"
     else:
-        group = (config.trainer.logger.get("dict_kwargs") or {}).get("group", experiment) if wandb else None
+        group = None  # runs without a logger are told apart by their folder's name
+        if wandb:  # the W&B group, named as the CLI names it
+            group = (config.trainer.logger.get("dict_kwargs") or {}).get("group") or init.get("group") or experiment
         model, data = config.model.class_path, config.data.class_path
         found = find_last_checkpoint(project_dir, model, data, group, None if wandb else experiment)
         looked = f"no last.ckpt of experiment {experiment!r} ({model} on {data}) in {project_dir}/*/checkpoints/"

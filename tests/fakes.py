@@ -96,3 +96,43 @@ def write_cifar100_archive(directory: Path, n_train: int = 100, n_test: int = 40
         "cifar-100-binary/test.bin": cifar_bytes(n_test, 2, (20, 100), seed=1),
     }
     return write_tar_gz(directory / "cifar-100-binary.tar.gz", members)
+
+
+# One `fake_<name>(cls, directory, monkeypatch)` per data module family: a small `cls` over fake files
+# in the real format. `fake_datamodule` finds the one of a class or of its nearest base that has one.
+
+
+def fake_mnist(cls, directory: Path, monkeypatch):
+    """MNIST, or a data set in its format (Fashion-MNIST, KMNIST), over ``write_mnist``'s four files."""
+    return cls(data_dir=str(write_mnist(directory)), batch_size=64)
+
+
+def fake_cifar10(cls, directory: Path, monkeypatch):
+    accept_archive(monkeypatch, write_cifar10_archive(directory), cls)
+    return cls(data_dir=str(directory), batch_size=32)
+
+
+def fake_cifar100(cls, directory: Path, monkeypatch):
+    accept_archive(monkeypatch, write_cifar100_archive(directory), cls)
+    return cls(data_dir=str(directory), batch_size=32)
+
+
+def fake_digits(cls, directory: Path, monkeypatch):
+    """The digits ship with scikit-learn: nothing to write."""
+    return cls(batch_size=64)
+
+
+def fake_text(cls, directory: Path, monkeypatch):
+    return cls(path=str(write_text(directory / "verse.txt")), block_size=8, batch_size=4, batches_per_epoch=2)
+
+
+def fake_datamodule(cls, directory: Path, monkeypatch):
+    """A small instance of data module ``cls`` over fake files that this module writes in their real format."""
+    for klass in cls.__mro__:
+        fake = globals().get(f"fake_{klass.__name__.lower()}")
+        if fake is not None:
+            return fake(cls, directory, monkeypatch)
+    raise LookupError(
+        f"tests/fakes.py has no fake_{cls.__name__.lower()}(cls, directory, monkeypatch) for datamodules.{cls.__name__}: "
+        "add one that writes its files in their real format and returns the data module built on them"
+    )

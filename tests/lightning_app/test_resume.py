@@ -37,6 +37,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(in_tmp, monkeypatch):
     killed = in_tmp / "killed"
     killed.mkdir()
