@@ -12,6 +12,8 @@ from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROn
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from lightning_app.compile import compile_model
+from lightning_app.cpu_bf16 import warn_if_bf16_is_slow
 from lightning_app.faults import FaultTolerance
 from lightning_app.resume import resolve_resume
 from lightning_app.summary import RunSummary
@@ -65,6 +67,9 @@ class AppCLI(LightningCLI):
             default="epoch",
             help="Step the lr_scheduler after every epoch or after every optimizer step.",
         )
+        parser.add_argument(
+            "--compile", type=bool, default=False, help="Compile the model's forward with torch.compile (see docs/gpu.md)."
+        )
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
@@ -82,6 +87,9 @@ class AppCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         check_compatible(self.model, self.datamodule)
+        warn_if_bf16_is_slow(self.trainer)
+        if self._get(self.config, "compile"):
+            compile_model(self.model)
         self.trainer.callbacks.append(RunSummary())
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
