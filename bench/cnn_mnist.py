@@ -18,6 +18,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.machine import describe  # noqa: E402
 from bench.real_data import write_mnist_split  # noqa: E402
 from lightning_app.cli import main as cli_main  # noqa: E402
 
@@ -33,7 +34,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = write_mnist_split(Path(tmp) / "mnist")
-        print(f"{Path(args.config).name}, {args.epochs} epochs, {args.accelerator}, torch {torch.__version__}")
+        print(describe("cuda" if args.accelerator == "gpu" else "cpu"))
+        print(f"{Path(args.config).name}, {args.epochs} epochs, {args.accelerator}")
         print("seed  test acc  best val acc  seconds")
         accuracies = []
         for seed in args.seeds:

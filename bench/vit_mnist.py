@@ -8,7 +8,6 @@ are held out for testing (``bench/real_data.py``; full MNIST is not available of
 """
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.machine import describe  # noqa: E402
 from bench.real_data import write_mnist_split  # noqa: E402
 from lightning_app.cli import main as cli_main  # noqa: E402
 
@@ -43,8 +43,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
     metrics = cli.trainer.callback_metrics
     parameters = sum(p.numel() for p in cli.model.parameters())
-    print(f"mnist_vit.yaml, {parameters / 1e3:.0f}K parameters, {args.epochs} epochs on 7,200 images, {args.accelerator}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, load {os.getloadavg()[0]:.1f}")
+    print(describe("cuda" if args.accelerator == "gpu" else "cpu"))
+    print(f"mnist_vit.yaml, {parameters / 1e3:.0f}K parameters, {args.epochs} epochs on 7,200 images, {args.accelerator}")
     print(f"test accuracy {float(metrics['test/acc']):.4f} (2,000 held-out images), "
           f"best val accuracy {float(cli.trainer.checkpoint_callback.best_model_score):.4f}, {seconds:.0f} s")
 

@@ -14,20 +14,11 @@ from lightning_app.cli import main
 from lightning_app.compile import compile_model
 from lightning_app.generate import generate, load_language_model
 from modules import MLP
+from tests.compiler import compiler_problem
 from tests.fakes import write_text
 
 ROOT = Path(__file__).parents[2]
 GPT = str(ROOT / "configs" / "shakespeare_gpt.yaml")
-
-
-@functools.cache
-def compiler_problem() -> str | None:
-    """Why torch.compile cannot build CPU code here (no C++ compiler, an unsupported platform), or None."""
-    try:
-        torch.compile(lambda x: x * 2 + 1)(torch.ones(3))
-    except Exception as error:  # noqa: BLE001 - any failure means the same: nothing to test here
-        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    return None
 
 
 @pytest.fixture
