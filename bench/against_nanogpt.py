@@ -31,8 +31,9 @@ SMOKE = {
     "nanogpt": ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=4", "--max_iters=30",
                 "--lr_decay_iters=30", "--warmup_iters=3", "--eval_interval=10", "--eval_iters=2", "--log_interval=1"],
     "ours": ["--model.init_args.num_layers", "1", "--model.init_args.nhead", "2", "--model.init_args.d_model", "32",
-             "--data.init_args.block_size", "16", "--data.init_args.batch_size", "4", "--data.init_args.batches_per_epoch", "10",
-             "--trainer.max_epochs", "3", "--lr_scheduler.init_args.total_steps", "30", "--lr_scheduler.init_args.pct_start", "0.1"],
+             "--data.init_args.block_size", "16", "--data.init_args.batch_size", "4",
+             "--data.init_args.batches_per_epoch", "10", "--trainer.max_epochs", "3",
+             "--lr_scheduler.init_args.total_steps", "30", "--lr_scheduler.init_args.pct_start", "0.1"],
 }  # fmt: skip
 
 
@@ -54,6 +55,40 @@ def value(args: list[str], flag: str, default: int) -> int:
     return int(found[-1]) if found else default
 
 
+def nanogpt_row(directory: Path, folder: Path, theirs: list[str], val_ids, env: dict, warmup: int, device: str) -> tuple:
+    nano = nanogpt.train_nanogpt(directory, folder, theirs, env)
+    gpt = nanogpt.load_nanogpt(directory, folder / "out" / "ckpt.pt", device)
+    own = [loss for _, loss in nano["evals"]]
+    every = value(theirs, "--eval_interval", 250)
+    step_s = nanogpt.seconds_per_step(nano["points"], every, warmup)
+    return ("nanoGPT train.py", nano["steps"], nano["wall_s"], step_s, nanogpt.validation_seconds(nano["points"], every, step_s),
+            f"{own[-1]:.4f} / {min(own):.4f}",
+            nanogpt.whole_text_loss(lambda x, y: gpt(x, y)[0], val_ids, gpt.config.block_size, device))  # fmt: skip
+
+
+def ours_row(config_path: Path, text: Path, folder: Path, ours: list[str], val_ids, vocab: str, env: dict,
+             timed_every: int, warmup: int, device: str) -> tuple:  # fmt: skip
+    command = ["fit", "--config", str(config_path), "--data.init_args.path", str(text), "--trainer.logger", "false", *ours]
+    print(f"ours: python -m lightning_app {' '.join(command)}", flush=True)
+    command += ["--trainer.default_root_dir", str(folder), "--checkpoint.dirpath", str(folder / "ours"),
+                "--trainer.callbacks+=bench.nanogpt.StepClock", "--trainer.callbacks.path", str(folder / "steps.json"),
+                "--trainer.callbacks.every", str(timed_every)]  # fmt: skip
+    wall, _, _ = nanogpt.run([sys.executable, "-m", "lightning_app", *command], ROOT, folder / "ours.stderr", env)
+    (best,) = [p for p in (folder / "ours").glob("*.ckpt") if p.name != "last.ckpt"]
+    last = torch.load(folder / "ours" / "last.ckpt", weights_only=True)
+    scores = next(state for name, state in last["callbacks"].items() if name.startswith("ModelCheckpoint"))
+    model = load_language_model(str(best), device)
+    if model.vocab != vocab:
+        raise SystemExit(f"{text}: a character occurs only in the validation text; the vocabularies differ")
+    points = [tuple(point) for point in json.loads((folder / "steps.json").read_text())]
+    configured = yaml.safe_load(config_path.read_text())["data"]["init_args"]["batches_per_epoch"]
+    every = value(ours, "--data.init_args.batches_per_epoch", configured)
+    step_s = nanogpt.seconds_per_step(points, every, warmup)
+    return (f"ours, {config_path.name}", last["global_step"], wall, step_s, nanogpt.validation_seconds(points, every, step_s),
+            f"{float(scores['current_score']):.4f} / {float(scores['best_model_score']):.4f}",
+            nanogpt.whole_text_loss(lambda x, y: model(x), val_ids, model.block_size, device))  # fmt: skip
+
+
 def compare(args) -> None:
     """Runs both, one after the other, and prints their wall times, step times and validation losses."""
     directory = Path(args.against_nanogpt).resolve()
@@ -65,55 +100,35 @@ def compare(args) -> None:
     settings = "gpu" if gpu or args.smoke else "cpu"
     compiled = settings == "gpu" if args.compile is None else args.compile
     config_path = ROOT / "configs" / f"shakespeare_gpt{'_gpu' if settings == 'gpu' else ''}.yaml"
-    config = yaml.safe_load(config_path.read_text())
     theirs = [*NANOGPT_SETTINGS[settings], f"--compile={compiled}"] + ([] if gpu else ["--device=cpu"])
     ours = ["--compile", str(compiled).lower(), "--trainer.accelerator", args.accelerator, *args.cli.split()]
     if args.steps.get("gpt"):
-        theirs, ours = (a + b for a, b in zip((theirs, ours), shorter(config, args.steps["gpt"]), strict=True))
+        more = shorter(yaml.safe_load(config_path.read_text()), args.steps["gpt"])
+        theirs, ours = theirs + more[0], ours + more[1]
     if args.smoke:
         theirs, ours = theirs + SMOKE["nanogpt"], ours + SMOKE["ours"]
-    every = 10 if gpu and not args.smoke else 1  # nanoGPT prints (and waits for) every 10th step on the GPU
+    timed_every = 10 if gpu and not args.smoke else 1  # nanoGPT prints (and waits for) every 10th step on the GPU
     warmup = 2 if args.smoke else 10  # steps left out of the step time: compilation, first allocations
-    # Both processes get the same torch threads: --threads, else torch's choice (the cores).
-    env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
+    env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}  # the same torch threads for both
     print(describe(device), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        text = args.path
+        text = Path(args.path)
         if args.smoke:  # the first 20,000 characters: a validation pass over the whole text takes a second
             text = folder / "smoke.txt"
             text.write_text(Path(args.path).read_text(encoding="utf-8")[:20_000], encoding="utf-8")
         vocab, val_ids = nanogpt.prepare(text, folder)
         print(f"nanoGPT: python train.py config/train_shakespeare_char.py {' '.join(theirs)}", flush=True)
-        nano = nanogpt.train_nanogpt(directory, folder, theirs, env)
-        gpt = nanogpt.load_nanogpt(directory, folder / "out" / "ckpt.pt", device)
-        own = [loss for _, loss in nano["evals"]]
-        rows = [("nanoGPT train.py", nano["steps"], nano["wall_s"],
-                 nanogpt.seconds_per_step(nano["points"], value(theirs, "--eval_interval", 250), warmup),
-                 f"{own[-1]:.4f} / {min(own):.4f}",
-                 nanogpt.whole_text_loss(lambda x, y: gpt(x, y)[0], val_ids, gpt.config.block_size, device))]  # fmt: skip
-        command = ["fit", "--config", str(config_path), "--data.init_args.path", str(text), "--trainer.logger", "false",
-                   *ours, "--trainer.default_root_dir", str(folder), "--checkpoint.dirpath", str(folder / "ours"),
-                   "--trainer.callbacks+=bench.nanogpt.StepClock", "--trainer.callbacks.path", str(folder / "steps.json"),
-                   "--trainer.callbacks.every", str(every)]  # fmt: skip
-        print(f"ours: python -m lightning_app {' '.join(command[:command.index('--trainer.default_root_dir')])}", flush=True)
-        wall, _, _ = nanogpt.run([sys.executable, "-m", "lightning_app", *command], ROOT, folder / "ours.stderr", env)
-        (best,) = [p for p in (folder / "ours").glob("*.ckpt") if p.name != "last.ckpt"]
-        last = torch.load(folder / "ours" / "last.ckpt", weights_only=True)
-        scores = next(s for name, s in last["callbacks"].items() if name.startswith("ModelCheckpoint"))
-        model = load_language_model(str(best), device)
-        if model.vocab != vocab:
-            raise SystemExit(f"{text}: a character occurs only in the validation text; the vocabularies differ")
-        steps = [tuple(point) for point in json.loads((folder / "steps.json").read_text())]
-        eval_every = value(ours, "--data.init_args.batches_per_epoch", config["data"]["init_args"]["batches_per_epoch"])
-        rows.append((f"ours, {config_path.name}", last["global_step"], wall, nanogpt.seconds_per_step(steps, eval_every, warmup),
-                     f"{float(scores['current_score']):.4f} / {float(scores['best_model_score']):.4f}",
-                     nanogpt.whole_text_loss(lambda x, y: model(x), val_ids, model.block_size, device)))  # fmt: skip
-    print("\n| run | steps | wall time | train ms/step | val loss, own: last / best | val loss, whole text, best checkpoint |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, n, seconds, step_s, reported, whole in rows:
-        print(f"| {name} | {n:,} | {seconds:.1f} s | {1e3 * step_s:.1f} | {reported} | {whole:.4f} |")
+        rows = [nanogpt_row(directory, folder, theirs, val_ids, env, warmup, device),
+                ours_row(config_path, text, folder, ours, val_ids, vocab, env, timed_every, warmup, device)]  # fmt: skip
+    print("\n| run | steps | wall time | train ms/step | steps x ms/step | validating | the rest | "
+          "val loss, own: last / best | val loss, whole text, best checkpoint |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, n, wall_s, step_s, val_s, reported, whole in rows:
+        print(f"| {name} | {n:,} | {wall_s:.1f} s | {1e3 * step_s:.1f} | {n * step_s:.1f} s | {val_s:.1f} s "
+              f"| {wall_s - n * step_s - val_s:.1f} s | {reported} | {whole:.4f} |")
     print(f"ours / nanoGPT: wall time {rows[1][2] / rows[0][2]:.2f}x, train time per step {rows[1][3] / rows[0][3]:.2f}x")
-    print("Own val loss: nanoGPT's is the mean of eval_iters random batches of the validation text; ours covers the "
+    print("The rest: start-up (imports, data, compilation, the first steps), checkpoints, teardown. "
+          "Own val loss: nanoGPT's is the mean of eval_iters random batches of the validation text; ours covers the "
           "whole validation text. The last column scores each run's best checkpoint alike: every contiguous window "
           "of the validation text (the last 10%), nats per character.")  # fmt: skip

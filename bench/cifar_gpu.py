@@ -103,8 +103,8 @@ def plain(args, cli: AppCLI, generator: torch.Generator) -> list[tuple[float, in
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (data.mean, data.std))
     autocast = torch.bfloat16 if args.precision.startswith("bf16") else None
-    return [train_epoch(model, optimizer, scheduler, images, labels, data.batch_size, mean, std, autocast,
-                        args.channels_last, hparams["label_smoothing"], hparams["logit_scale"]) for _ in range(args.epochs)]  # fmt: skip
+    settings = (data.batch_size, mean, std, autocast, args.channels_last, hparams["label_smoothing"], hparams["logit_scale"])
+    return [train_epoch(model, optimizer, scheduler, images, labels, *settings) for _ in range(args.epochs)]
 
 
 def main() -> None:

@@ -79,6 +79,15 @@ def seconds_per_step(points: list[tuple[int, float]], eval_every: int, warmup: i
     return seconds / steps
 
 
+def validation_seconds(points: list[tuple[int, float]], eval_every: int, step_seconds: float) -> float:
+    """Seconds spent validating: what the stretches holding a validation took beyond their steps' usual time."""
+    return sum(
+        end - start - (b - a) * step_seconds
+        for (a, start), (b, end) in zip(points, points[1:])
+        if (b // eval_every) != (a // eval_every)
+    )
+
+
 def run(command: list[str], cwd: Path, log: Path, env: dict | None = None) -> tuple[float, list[str], list[float]]:
     """Runs ``command``; returns its wall time, its stdout lines and when each arrived (stderr goes to ``log``)."""
     lines, arrived = [], []

@@ -59,11 +59,18 @@ def augment(images: Tensor, padding: int = 4, cutout: int = 8) -> Tensor:
 
 def warmup_cosine(warmup: int, total: int):
     """The config's schedule: linear warm-up to the peak, then a cosine down to zero at ``total``."""
-    return lambda step: (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return factor
 
 
 def train_epoch(model, optimizer, scheduler, images: Tensor, labels: Tensor, batch_size: int, mean: Tensor, std: Tensor,
-                autocast: torch.dtype | None, channels_last: bool, label_smoothing: float, logit_scale: float) -> tuple[float, int]:  # fmt: skip
+                autocast: torch.dtype | None, channels_last: bool, label_smoothing: float,
+                logit_scale: float) -> tuple[float, int]:  # fmt: skip
     """One shuffled pass over the device-resident split; returns its seconds (the device synchronised) and samples."""
     sync = torch.cuda.synchronize if images.device.type == "cuda" else lambda: None
     sync()

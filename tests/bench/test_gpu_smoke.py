@@ -48,7 +48,8 @@ def test_gpu_script_smoke_against_nanogpt(tmp_path):
                          capture_output=True, text=True, timeout=1800)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     gpt = (logs / "gpt_vs_nanogpt.log").read_text()
-    rows = re.findall(rf"^\| (nanoGPT train.py|ours, shakespeare_gpt_gpu.yaml) \| {NUMBER} \| {NUMBER} s \| {NUMBER} \|", gpt, re.M)
+    names = "nanoGPT train.py|ours, shakespeare_gpt_gpu.yaml"
+    rows = re.findall(rf"^\| ({names}) \| {NUMBER} \| {NUMBER} s \| {NUMBER} \|", gpt, re.M)
     assert [row[0] for row in rows] == ["nanoGPT train.py", "ours, shakespeare_gpt_gpu.yaml"], gpt[-3000:]
     assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in rows)
     assert "--compile true" in gpt and "--compile=True" in gpt

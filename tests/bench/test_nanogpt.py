@@ -38,7 +38,7 @@ def test_log_lines_in_nanogpts_print_format_are_read():
     assert nanogpt.ITER.match("step 0: train loss 4.2, val loss 4.2") is None
 
 
-def test_step_time_leaves_out_warmup_and_validations():
+def test_step_time_leaves_out_warmup_and_validations_which_are_timed_apart():
     # Steps take 1 s, except 9 s for step 0 (compilation) and 50 s for the stretch holding the validation before step 10.
     times, now = [], 0.0
     for step in range(20):
@@ -46,6 +46,8 @@ def test_step_time_leaves_out_warmup_and_validations():
         times.append((step, now))
     assert nanogpt.seconds_per_step(times, eval_every=10, warmup=1) == pytest.approx(1.0)
     assert nanogpt.seconds_per_step(times[::3], eval_every=10, warmup=1) == pytest.approx(1.0)  # every 3rd step timed
+    assert nanogpt.validation_seconds(times, eval_every=10, step_seconds=1.0) == pytest.approx(49.0)
+    assert nanogpt.validation_seconds(times[::3], eval_every=10, step_seconds=1.0) == pytest.approx(49.0)
     with pytest.raises(ValueError, match="run more steps"):
         nanogpt.seconds_per_step(times[:3], eval_every=10, warmup=5)
 
