@@ -30,8 +30,8 @@ if [ "$mode" = readme ]; then
     logs=${2:-gpu-logs}
     mkdir -p "$logs"
     step knn 75 python bench/knn.py --device cuda --rounds 3 --chunk-mb 4096
-    step results 90 python bench/results.py --accelerator gpu --full --precision bf16-mixed --shared "$data" \
-        --workdir /tmp/gpu-results --readme - --only mnist_mlp mnist_cnn mnist_vit mnist_knn
+    step results 90 python bench/results.py --accelerator gpu --shared "$data" --workdir /tmp/gpu-results \
+        --only mnist_mlp mnist_cnn mnist_vit mnist_knn
     step cifar_loader 40 python bench/cifar_loader.py --device cuda --rounds 3
     exit 0
 fi

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.augment import augment_generator, cutout, random_crop_flip
+from datamodules.augment import augment_generator, cutout, random_crop_flip, training_batch_index
 from datamodules.base import ImageDataModule
 from datamodules.download import download, md5sum
 
@@ -151,16 +151,10 @@ class CIFAR10(ImageDataModule):
         """Crop, flip and cutout of a uint8 ``(B, C, H, W)`` training batch, seeded as the class says."""
         trainer = self.trainer
         generator = None
-        if trainer is not None:  # the index of this batch among all training batches of the run
-            step = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        if trainer is not None:
+            step = training_batch_index(trainer)
             generator = augment_generator(images.device, self.seed, step, trainer.global_rank)
         return cutout(random_crop_flip(images, self.crop_padding, self.flip, generator), self.cutout, generator)
-
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        images, labels = batch
-        if self.trainer is not None and self.trainer.training:
-            images = self.augment(images)  # on uint8: a quarter of the bytes of the normalised batch
-        return self.normalize(images), labels
 
 
 class CIFAR100(CIFAR10):

@@ -16,12 +16,13 @@ from lightning_app.compile import compile_model
 from lightning_app.cpu_bf16 import warn_if_bf16_is_slow
 from lightning_app.faults import FaultTolerance
 from lightning_app.resume import resolve_resume
+from lightning_app.schedules import fit_to_run
 from lightning_app.summary import RunSummary
 from lightning_app.tracking import SaveRunConfig, wandb_offline
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 # Data module attributes that become model arguments of the same name, so a config never repeats them.
-LINKED = ("input_shape", "num_classes", "vocab_size", "vocab", "block_size")
+LINKED = ("input_shape", "num_classes", "vocab", "block_size")
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
     "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "lightning_app", "save_dir": "runs"}},
@@ -82,7 +83,8 @@ class AppCLI(LightningCLI):
         init_args = logger.init_args
         init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
         init_args.offline = init_args.offline or wandb_offline()
-        logger.dict_kwargs = {"group": experiment, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
+        group = init_args.get("group") or experiment  # `--trainer.logger.init_args.group` names another group (a sweep)
+        logger.dict_kwargs = {"group": group, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
         resolve_resume(config, str(self.subcommand))
 
     def after_instantiate_classes(self) -> None:
@@ -109,9 +111,7 @@ class AppCLI(LightningCLI):
         if lr_scheduler is None:
             return optimizer
         interval = self._get(self.config, "lr_interval")
-        if getattr(lr_scheduler, "total_steps", 0) is None:  # e.g. WarmupCosine: the run's length, known now
-            trainer = lightning_module.trainer
-            lr_scheduler.total_steps = trainer.estimated_stepping_batches if interval == "step" else trainer.max_epochs
+        fit_to_run(lr_scheduler, lightning_module.trainer, interval)  # the run's length is known only now
         scheduler = {"scheduler": lr_scheduler, "interval": interval}
         if isinstance(lr_scheduler, ReduceLROnPlateau):
             scheduler["monitor"] = lr_scheduler.monitor

@@ -94,6 +94,7 @@ def test_bf16_mixed_on_cpu(mnist_dir, in_tmp):
     assert cli.trainer.callback_metrics["test/acc"].item() > 0.8
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(mnist_dir, in_tmp):
     # WANDB_SERVICE, left by this process's earlier runs, would make the child log through our service.
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}

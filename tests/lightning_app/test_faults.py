@@ -47,6 +47,7 @@ AtomicCheckpointIO().save_checkpoint({"state_dict": {"weight": torch.ones(100_00
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_leaves_a_whole_last_checkpoint(tmp_path):
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint(GOOD, path)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from jsonargparse import Namespace, dict_to_namespace
@@ -34,6 +35,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(in_tmp, monkeypatch):
     killed = in_tmp / "killed"
     killed.mkdir()
