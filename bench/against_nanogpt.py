@@ -33,18 +33,16 @@ SMOKE = {
     "ours": ["--model.init_args.num_layers", "1", "--model.init_args.nhead", "2", "--model.init_args.d_model", "32",
              "--data.init_args.block_size", "16", "--data.init_args.batch_size", "4",
              "--data.init_args.batches_per_epoch", "10", "--trainer.max_epochs", "3",
-             "--lr_scheduler.init_args.total_steps", "30", "--lr_scheduler.init_args.pct_start", "0.1"],
+             "--lr_scheduler.init_args.warmup_steps", "3"],
 }  # fmt: skip
 
 
 def shorter(config: dict, steps: int) -> tuple[list[str], list[str]]:
     """nanoGPT's and our arguments for ``steps`` steps (whole epochs): the schedule squeezed, its warm-up kept."""
     batches = config["data"]["init_args"]["batches_per_epoch"]
-    schedule = config["lr_scheduler"]["init_args"]
-    warmup = schedule["pct_start"] * schedule["total_steps"]
+    warmup = round(config["lr_scheduler"]["init_args"]["warmup_fraction"] * config["trainer"]["max_epochs"] * batches)
     steps = max(1, steps // batches) * batches
-    ours = ["--trainer.max_epochs", str(steps // batches), "--lr_scheduler.init_args.total_steps", str(steps),
-            "--lr_scheduler.init_args.pct_start", str(warmup / steps)]  # fmt: skip
+    ours = ["--trainer.max_epochs", str(steps // batches), "--lr_scheduler.init_args.warmup_steps", str(warmup)]
     return [f"--max_iters={steps}", f"--lr_decay_iters={steps}"], ours
 
 

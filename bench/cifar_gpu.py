@@ -98,8 +98,10 @@ def plain(args, cli: AppCLI, generator: torch.Generator) -> list[tuple[float, in
     optimizer = getattr(torch.optim, config.optimizer.class_path.rsplit(".", 1)[1])(
         model.parameters(), **config.optimizer.init_args.as_dict()
     )
-    steps_per_epoch = -(-n // data.batch_size)
-    schedule = warmup_cosine(config.lr_scheduler.init_args.warmup_steps, steps_per_epoch * config.trainer.max_epochs)
+    total = -(-n // data.batch_size) * config.trainer.max_epochs
+    schedule_args = config.lr_scheduler.init_args  # WarmupCosine's: warm-up steps, else a fraction of the run
+    warmup = schedule_args.get("warmup_steps") or round(schedule_args.get("warmup_fraction", 0.0) * total)
+    schedule = warmup_cosine(max(1, warmup), total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in (data.mean, data.std))
     autocast = torch.bfloat16 if args.precision.startswith("bf16") else None

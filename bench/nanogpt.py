@@ -99,7 +99,8 @@ def run(command: list[str], cwd: Path, log: Path, env: dict | None = None) -> tu
             lines.append(line.rstrip("\n"))
             arrived.append(time.perf_counter())
     if process.wait():
-        raise RuntimeError(f"{' '.join(command[:3])} ... failed with exit code {process.returncode}; see {log}")
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"{' '.join(command[:3])} ... failed with exit code {process.returncode}; its errors end:\n{tail}")
     return time.perf_counter() - start, lines, arrived
 
 

@@ -1,15 +1,20 @@
-"""bench/nanogpt.py: nanoGPT's data files, its log lines, step times without validations, the whole-text loss."""
+"""bench/nanogpt.py and against_nanogpt.py: nanoGPT's data files and log lines, step times without validations, the whole-text loss, shorter runs."""
 
 import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from bench import nanogpt
+from bench.against_nanogpt import shorter, value
 from bench.machine import describe
 from tests.fakes import write_text
+
+ROOT = Path(__file__).parents[2]
 
 
 def test_prepare_writes_what_nanogpts_prepare_writes(tmp_path):
@@ -69,3 +74,12 @@ def test_whole_text_loss_of_a_uniform_model_is_log_vocab():
 def test_machine_line_names_the_cpu_capability():
     line = describe("cpu")
     assert f"capability {torch.backends.cpu.get_cpu_capability()}" in line and f"torch {torch.__version__}" in line
+
+
+def test_a_shorter_run_squeezes_both_schedules_alike_and_keeps_the_warmup():
+    config = yaml.safe_load((ROOT / "configs" / "shakespeare_gpt_gpu.yaml").read_text())
+    theirs, ours = shorter(config, 2100)  # whole epochs of 250 steps: 2,000
+    assert theirs == ["--max_iters=2000", "--lr_decay_iters=2000"]  # nanoGPT's warm-up stays its config's 100 steps
+    assert ours == ["--trainer.max_epochs", "8", "--lr_scheduler.init_args.warmup_steps", "100"]
+    assert value(["--eval_interval=10", "--a", "3", "--eval_interval", "20"], "--eval_interval", 250) == 20
+    assert value([], "--eval_interval", 250) == 250
