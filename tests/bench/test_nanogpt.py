@@ -1,4 +1,4 @@
-"""bench/nanogpt.py and against_nanogpt.py: nanoGPT's data files and log lines, step times without validations, the whole-text loss, shorter runs."""
+"""bench/nanogpt.py, against_nanogpt.py: nanoGPT's data and log lines, step times, the whole-text loss, shorter runs."""
 
 import math
 import pickle
