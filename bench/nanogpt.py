@@ -36,6 +36,8 @@ def prepare(text_path: str | Path, folder: Path) -> tuple[str, np.ndarray]:
     vocabulary (the sorted characters of the whole text) and the validation token ids."""
     text = Path(text_path).read_text(encoding="utf-8")
     vocab = "".join(sorted(set(text)))
+    if not 0 < len(vocab) <= 2**16:
+        raise SystemExit(f"{text_path}: {len(vocab)} distinct characters; nanoGPT's uint16 files hold 1 to 65,536")
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     ids = np.searchsorted(np.frombuffer(vocab.encode("utf-32-le"), dtype=np.uint32), codes).astype(np.uint16)
     n_train = int(len(text) * 0.9)
@@ -111,6 +113,10 @@ def train_nanogpt(directory: Path, folder: Path, settings: list[str], env: dict 
     wall, lines, arrived = run(command, directory, folder / "nanogpt.stderr", env)
     points = [(int(m[1]), t) for line, t in zip(lines, arrived) if (m := ITER.match(line))]
     evals = [(int(m[1]), float(m[3])) for line in lines if (m := EVAL.match(line))]
+    if not points or not evals:
+        last = " | ".join(lines[-5:])
+        raise SystemExit(f"{directory / 'train.py'} printed no 'iter N: loss ..., time ...' or 'step N: train loss ..., "
+                         f"val loss ...' lines (a nanoGPT whose log reads otherwise?); its last lines: {last}")  # fmt: skip
     return {"wall_s": wall, "points": points, "evals": evals, "steps": points[-1][0] + 1}
 
 
