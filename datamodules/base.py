@@ -7,6 +7,7 @@ batches), then converted and normalised there, on the whole batch.
 """
 
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -95,6 +96,14 @@ class BatchLoader:
         self._resume = dict(state)
 
 
+def data_folder(data_dir: str) -> Path:
+    """``data_dir`` as a Path, checked: a file there is an error (a missing folder is created when needed)."""
+    path = Path(data_dir)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"data_dir {data_dir} is a file: give a folder (it is created when missing)")
+    return path
+
+
 def deal(items: Tensor, rank: int, world_size: int) -> Tensor:
     """Rank ``rank``'s shard of ``items``: every ``world_size``-th item from position ``rank``.
 
@@ -152,6 +161,10 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(self, batch_size: int = 256, val_split: float = 0.1, seed: int = 0) -> None:
         super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be 1 or more, got {batch_size}")
+        if not 0.0 <= val_split < 1.0:
+            raise ValueError(f"val_split must be in [0, 1), got {val_split}")
         self.batch_size = batch_size
         self.val_split = val_split
         self.seed = seed
@@ -168,6 +181,11 @@ class ImageDataModule(L.LightningDataModule):
         if stage in ("test", "predict") and "test" not in self.splits:
             self.splits["test"] = self.load_split("test")
         for name, (images, _) in self.splits.items():
+            if len(images) == 0 and name != "val":  # an empty validation split is reported when it is used
+                raise ValueError(
+                    f"{type(self).__name__}: the {name} split has no images; check the data files and the split "
+                    "fractions (val_split, and test_split where there is one)"
+                )
             if tuple(images.shape[1:]) != tuple(self.input_shape):
                 raise ValueError(
                     f"{type(self).__name__} {name} split has images of shape {tuple(images.shape[1:])}, "

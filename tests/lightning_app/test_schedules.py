@@ -83,7 +83,8 @@ def test_a_run_resumed_with_more_epochs_stretches_its_schedule(in_tmp):
     digits += ["--lr_scheduler", "lightning_app.schedules.WarmupCosine", "--lr_interval", "step"]
     first = main([*digits, "--trainer.max_epochs", "1"])  # 21 steps, ending at a learning rate of 0
     weights = {name: value.clone() for name, value in first.model.state_dict().items()}
-    resumed = main([*digits, "--trainer.max_epochs", "2", "--ckpt_path", "runs/checkpoints/last.ckpt"])
+    last = first.trainer.checkpoint_callback.last_model_path
+    resumed = main([*digits, "--trainer.max_epochs", "2", "--ckpt_path", last])
     scheduler = resumed.trainer.lr_scheduler_configs[0].scheduler
     assert scheduler.total_steps == 42 and scheduler.last_epoch == 42  # this run's length, stepped to its end
     changed = [name for name, value in resumed.model.state_dict().items() if not torch.equal(value, weights[name])]

@@ -134,7 +134,7 @@ def test_fit_memorises_the_training_split_and_test_restores_it_from_the_checkpoi
     args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
     fit = main(["fit", *args])
     train_images, train_labels = fit.datamodule.splits["train"]
-    checkpoint = in_tmp / "runs" / "checkpoints" / "last.ckpt"
+    checkpoint = Path(fit.trainer.checkpoint_callback.dirpath) / "last.ckpt"  # the run's own folder
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert state["memory"].shape == (len(train_images), 64)
     assert sorted(state["memory_labels"].tolist()) == sorted(train_labels.tolist())
