@@ -14,6 +14,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.checkpoints import ModelCheckpointLast
+from lightning_app.compile import compile_model
+from lightning_app.cpu_bf16 import warn_if_bf16_is_slow
 from lightning_app.faults import FaultTolerance
 from lightning_app.fused import fuse
 from lightning_app.progress import TimedProgressBar
@@ -88,6 +90,9 @@ class AppCLI(LightningCLI):
             help="Let W&B capture the console output and sample system metrics, as W&B does by default "
             "(off here: both compete with training for the CPU; docs/speed.md).",
         )
+        parser.add_argument(
+            "--compile", type=bool, default=False, help="Compile the model's forward with torch.compile (see docs/gpu.md)."
+        )
 
     def _parse_ckpt_path(self) -> None:
         """Lightning re-parses the checkpoint's hyperparameters here, unchecked; `before_instantiate_classes`
@@ -121,6 +126,9 @@ class AppCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         if self.checkpoint_links:
             check_linked(self.model, self.checkpoint_links, self._get(self.config, "ckpt_path"))
+        warn_if_bf16_is_slow(self.trainer)
+        if self._get(self.config, "compile"):
+            compile_model(self.model)
         lock = RunLock()
         self.trainer.callbacks.insert(0, lock)  # first: before anything writes into the run folder
         logger = self.trainer.logger
