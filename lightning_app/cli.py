@@ -1,26 +1,34 @@
 """The one entry point: ``python -m lightning_app {fit,validate,test,predict} --config X.yaml``."""
 
 import inspect
+import signal
 import sys
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from lightning_app.checkpoints import ModelCheckpointLast
+from lightning_app.compile import compile_model
+from lightning_app.cpu_bf16 import warn_if_bf16_is_slow
 from lightning_app.faults import FaultTolerance
+from lightning_app.fused import fuse
 from lightning_app.pictures import Pictures, default_pictures
-from lightning_app.resume import resolve_resume
+from lightning_app.progress import TimedProgressBar
+from lightning_app.restore import check_linked, import_class, restore_hyperparameters
+from lightning_app.resume import continue_run, experiment_name, resolve_last
+from lightning_app.runlock import RunLock
+from lightning_app.schedules import fit_to_run
 from lightning_app.summary import RunSummary
-from lightning_app.tracking import SaveRunConfig, wandb_offline
+from lightning_app.tracking import WANDB_LOGGER, SaveRunConfig, skip_unused_launch_inputs, wandb_offline, wandb_settings
 
-WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 # Data module attributes that become model arguments of the same name, so a config never repeats them.
-LINKED = ("input_shape", "num_classes", "vocab_size", "vocab", "block_size")
+LINKED = ("input_shape", "num_classes", "vocab", "block_size")
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
     "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "lightning_app", "save_dir": "runs"}},
@@ -31,6 +39,8 @@ class AppCLI(LightningCLI):
     """LightningCLI with the project's defaults: W&B logging, checkpoints, linked shapes, test after fit."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        self.run_folder = None  # a run without a logger: its own folder (lightning_app/resume.py)
+        self.checkpoint_links: dict[str, Any] = {}  # the --ckpt_path checkpoint's values of LINKED
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
@@ -44,7 +54,9 @@ class AppCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # Not `add_lightning_class_args`, which adds the checkpoint to every trainer: `instantiate_trainer` adds it
+        # unless `--trainer.enable_checkpointing false` (the Trainer refuses a ModelCheckpoint with that flag).
+        parser.add_class_arguments(ModelCheckpointLast, "checkpoint", fail_untyped=False, sub_configs=True)
         parser.add_lightning_class_args(FaultTolerance, "faults")
         parser.set_defaults(
             {
@@ -68,28 +80,70 @@ class AppCLI(LightningCLI):
             "to leave one kind out (docs/pictures.md).",
         )
         parser.add_argument(
+            "--trusted_packages",
+            type=list[str],
+            default=[],
+            help="Packages besides `modules` whose LightningModule classes a checkpoint may name (and so import).",
+        )
+        parser.add_argument(
             "--lr_interval",
             type=Literal["epoch", "step"],
             default="epoch",
             help="Step the lr_scheduler after every epoch or after every optimizer step.",
         )
+        parser.add_argument(
+            "--wandb_capture",
+            type=bool,
+            default=False,
+            help="Let W&B capture the console output and sample system metrics, as W&B does by default "
+            "(off here: both compete with training for the CPU; docs/speed.md).",
+        )
+        parser.add_argument(
+            "--compile", type=bool, default=False, help="Compile the model's forward with torch.compile (see docs/gpu.md)."
+        )
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning re-parses the checkpoint's hyperparameters here, unchecked; `before_instantiate_classes`
+        does it once `last` is resolved and the file and its model class are checked (lightning_app/restore.py)."""
 
     def before_instantiate_classes(self) -> None:
-        config = self.config.get(str(self.subcommand), self.config)
+        subcommand = str(self.subcommand)
+        config = self.config.get(subcommand, self.config)
+        check_compatible(import_class(config.model.class_path), import_class(config.data.class_path))
+        experiment = experiment_name(config)
+        asked_last = config.get("ckpt_path") == "last"
+        resolve_last(config, subcommand, experiment)
+        if subcommand in self.config:  # first: it parses the config again, which drops what is set below
+            self.config, self.checkpoint_links = restore_hyperparameters(
+                self.parser, self.config, subcommand, LINKED, config.trusted_packages
+            )
+            config = self.config[subcommand]
         logger = config.trainer.logger
-        if not (hasattr(logger, "class_path") and logger.class_path == WANDB_LOGGER):
-            return
-        model = config.model.class_path.rsplit(".", 1)[-1]
-        data = config.data.class_path.rsplit(".", 1)[-1]
-        experiment = Path(str(config.config[-1])).stem if config.get("config") else f"{data}-{model}"
-        init_args = logger.init_args
-        init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
-        init_args.offline = init_args.offline or wandb_offline()
-        logger.dict_kwargs = {"group": experiment, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
-        resolve_resume(config, str(self.subcommand))
+        if hasattr(logger, "class_path") and logger.class_path == WANDB_LOGGER:
+            model = config.model.class_path.rsplit(".", 1)[-1]
+            data = config.data.class_path.rsplit(".", 1)[-1]
+            init_args = logger.init_args
+            init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
+            init_args.offline = init_args.offline or wandb_offline()
+            group = init_args.get("group") or experiment  # `--trainer.logger.init_args.group` names another group (a sweep)
+            given = logger.get("dict_kwargs", {})
+            settings = {**wandb_settings(config.wandb_capture), **given.get("settings", {})}
+            logger.dict_kwargs = {"group": group, "tags": [model, data, self.subcommand], **given, "settings": settings}
+        self.run_folder = continue_run(config, subcommand, experiment, asked_last)
 
     def after_instantiate_classes(self) -> None:
-        check_compatible(self.model, self.datamodule)
+        if self.checkpoint_links:
+            check_linked(self.model, self.checkpoint_links, self._get(self.config, "ckpt_path"))
+        warn_if_bf16_is_slow(self.trainer)
+        if self._get(self.config, "compile"):
+            compile_model(self.model)
+        lock = RunLock()
+        self.trainer.callbacks.insert(0, lock)  # first: before anything writes into the run folder
+        logger = self.trainer.logger
+        if isinstance(logger, WandbLogger):
+            skip_unused_launch_inputs()
+        if self.run_folder is not None or (isinstance(logger, WandbLogger) and logger.version is not None):
+            lock.acquire(self.trainer)  # the folder is known: locked before the logger opens a run there
         self.trainer.callbacks.append(RunSummary())
         self.trainer.callbacks += default_pictures(
             self.model, self.datamodule, str(self.subcommand), self.trainer.callbacks, self._get(self.config, "pictures")
@@ -97,24 +151,27 @@ class AppCLI(LightningCLI):
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
-        if config.get("enable_checkpointing") is False:  # honour the flag despite the `checkpoint` group
-            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        chosen = [*callbacks, *(config.get("callbacks") or [])]
-        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in chosen):
-            # Lightning's default bar redraws after every step, which costs more than a small model's step.
-            callbacks = [*callbacks, TQDMProgressBar(refresh_rate=10)]
-        return super()._instantiate_trainer(config, callbacks)
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        if self.run_folder is not None:  # no logger: the run's own folder, not the shared root
+            kwargs.setdefault("default_root_dir", str(self.run_folder))
+        config = self.config_init.get(str(self.subcommand), self.config_init)
+        trainer = config.trainer
+        chosen = trainer.callbacks or []
+        chosen = chosen if isinstance(chosen, list) else [chosen]
+        added: list[Callback] = [config.checkpoint] if trainer.enable_checkpointing is not False else []
+        if trainer.enable_progress_bar is not False and not any(isinstance(c, ProgressBar) for c in chosen):
+            added.append(TimedProgressBar())  # Lightning's default bar redraws after every step
+        kwargs.setdefault("callbacks", [*chosen, *added])
+        return super().instantiate_trainer(**kwargs)
 
     def configure_optimizers(
         self, lightning_module: L.LightningModule, optimizer: torch.optim.Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
     ) -> Any:
+        fuse(optimizer, lightning_module.trainer.strategy.root_device)
         if lr_scheduler is None:
             return optimizer
         interval = self._get(self.config, "lr_interval")
-        if getattr(lr_scheduler, "total_steps", 0) is None:  # e.g. WarmupCosine: the run's length, known now
-            trainer = lightning_module.trainer
-            lr_scheduler.total_steps = trainer.estimated_stepping_batches if interval == "step" else trainer.max_epochs
+        fit_to_run(lr_scheduler, lightning_module.trainer, interval)  # the run's length is known only now
         scheduler = {"scheduler": lr_scheduler, "interval": interval}
         if isinstance(lr_scheduler, ReduceLROnPlateau):
             scheduler["monitor"] = lr_scheduler.monitor
@@ -130,13 +187,14 @@ class AppCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
 
 
-def check_compatible(model: L.LightningModule, datamodule: L.LightningDataModule | None) -> None:
-    """Fails early when a model needs a shape that the data module does not provide."""
-    wanted = inspect.signature(type(model).__init__).parameters
+def check_compatible(model: type, data: type) -> None:
+    """Fails before anything is built when a model needs a shape that the data module does not provide."""
+    wanted = inspect.signature(model.__init__).parameters
+    provided = inspect.signature(data.__init__).parameters  # e.g. Text's block_size, an argument
     for attribute in LINKED:
-        if attribute in wanted and datamodule is not None and not hasattr(datamodule, attribute):
+        if attribute in wanted and not (hasattr(data, attribute) or attribute in provided):
             raise ValueError(
-                f"{type(model).__name__} needs `{attribute}`, which {type(datamodule).__name__} does not provide: "
+                f"{model.__name__} needs `{attribute}`, which {data.__name__} does not provide: "
                 f"pair it with a data module that has `{attribute}` (see the README's models x data table)"
             )
 
@@ -145,6 +203,8 @@ def main(args: list[str] | None = None) -> AppCLI:
     """Runs the CLI; ``args`` as on the command line (``["fit", "--config", "x.yaml"]``)."""
     try:
         return AppCLI(args=args)
+    except SIGTERMException as stop:  # Lightning's own stop on SIGTERM (e.g. during validation) would exit with 0
+        raise SystemExit(128 + signal.SIGTERM) from stop
     finally:
         wandb = sys.modules.get("wandb")  # imported only if a run used it
         if wandb is not None:

@@ -72,6 +72,12 @@ def test_flags_and_configured_callbacks_choose_the_defaults():
     assert [type(c) for c in default_pictures(cnn, None, "fit", [ClassifierPictures(max_samples=7)], True)] == [ConvFilters]
 
 
+def run_folder(root: Path) -> Path:
+    """The one run folder under ``root`` (a run without a logger has its own, as one with W&B)."""
+    (folder,) = {summary.parent for summary in root.rglob("summary.json")}
+    return folder
+
+
 def picture_callbacks(cli) -> list:
     return [c for c in cli.trainer.callbacks if isinstance(c, tuple(KINDS.values()))]
 
@@ -90,7 +96,7 @@ def test_a_configured_picture_callback_replaces_the_default(mnist_dir, in_tmp):
     cli = main(["fit", *image_args("mnist_mlp", mnist_dir), "--config", str(extra), "--trainer.logger", "false"])
     (callback,) = picture_callbacks(cli)
     assert callback.max_samples == 7
-    _, counts = read_confusion(in_tmp / "runs" / "pictures" / "test" / "confusion_matrix.csv")
+    _, counts = read_confusion(run_folder(in_tmp / "runs") / "pictures" / "test" / "confusion_matrix.csv")
     assert counts.sum() == 7
 
 
@@ -147,11 +153,11 @@ def test_ddp_two_processes_draw_once_on_rank_zero_what_one_process_draws(mnist_d
     done = subprocess.run([sys.executable, "-m", "lightning_app", "fit", *args, *ddp], cwd=in_tmp, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    two = in_tmp / "runs" / "pictures"
+    two = run_folder(in_tmp / "runs") / "pictures"
     assert_picture(two / "filters" / "conv1.png", 300, 207)
-    best = next((in_tmp / "runs" / "checkpoints").glob("epoch*.ckpt"))
+    best = next((two.parent / "checkpoints").glob("epoch*.ckpt"))
     main(["test", *args, "--ckpt_path", str(best), "--trainer.default_root_dir", "one"])
-    one = in_tmp / "one" / "pictures"
+    one = run_folder(in_tmp / "one") / "pictures"
     # All 100 test images, half on each rank: the summed counts are one process's.
     np.testing.assert_array_equal(read_confusion(two / "test/confusion_matrix.csv")[1], read_confusion(one / "test/confusion_matrix.csv")[1])
     mistakes = {}
