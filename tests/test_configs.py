@@ -86,7 +86,8 @@ def test_config_trains_two_steps_validates_and_tests(config, in_tmp, monkeypatch
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_config_survives_a_three_step_smoke_run(config, in_tmp, monkeypatch):
     # As a user's first try: more than three batches an epoch, so training stops before any validation.
-    cli = fit(config, in_tmp, monkeypatch, "--trainer.max_steps", "3")
+    # No pictures: the two-step test above draws every config's (they cost this test about half its time).
+    cli = fit(config, in_tmp, monkeypatch, "--trainer.max_steps", "3", "--pictures", "false")
     assert cli.trainer.global_step == 3
     schedules = [c.scheduler for c in cli.trainer.lr_scheduler_configs if isinstance(c.scheduler, WarmupCosine)]
     for scheduler in schedules:  # sized by this run, not by the config's epochs
