@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_app.pictures.figures import figure, show
-from lightning_app.pictures.publish import data_statistics, displayable, like_model, publish
+from lightning_app.pictures.publish import data_statistics, displayable, like_model, publish, uncompiled
 from lightning_app.pictures.filters import first_conv
 
 
@@ -49,7 +49,8 @@ def attention_maps(model: nn.Module, inputs: Tensor) -> list[Tensor]:
     was_training = model.training
     try:
         model.eval()
-        model(inputs)
+        with uncompiled():
+            model(inputs)
     finally:
         model.train(was_training)
         for hook in hooks:

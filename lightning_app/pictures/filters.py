@@ -9,7 +9,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_app.pictures.figures import Table, figure, show
-from lightning_app.pictures.publish import like_model, publish
+from lightning_app.pictures.publish import like_model, publish, uncompiled
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
@@ -54,7 +54,8 @@ def feature_map_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> Table:
     was_training = model.training
     try:
         model.eval()
-        model(like_model(torch.zeros(1, *input_shape), model))
+        with uncompiled():
+            model(like_model(torch.zeros(1, *input_shape), model))
     finally:
         model.train(was_training)
         for hook in hooks:

@@ -6,6 +6,7 @@ to W&B under the same ``key`` when the run has a ``WandbLogger``, and lists them
 ``summary.json``.
 """
 
+import contextlib
 import csv
 import io
 import os
@@ -25,6 +26,13 @@ def like_model(x: Tensor, model: torch.nn.Module) -> Tensor:
     """``x`` on the model's device, and in its parameters' dtype when ``x`` is floating (a bf16-true model)."""
     parameter = next(model.parameters())
     return x.to(parameter.device, dtype=parameter.dtype if x.is_floating_point() else x.dtype)
+
+
+def uncompiled() -> contextlib.AbstractContextManager:
+    """A context in which a model that ``--compile`` compiled runs eagerly: a picture's one sample, or
+    text generated token by token, has shapes the training never had, each a recompilation (seconds)."""
+    set_stance = getattr(torch.compiler, "set_stance", None)  # torch >= 2.6
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
 
 
 def displayable(images: Tensor, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> np.ndarray:

@@ -7,7 +7,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_app.pictures.figures import Table, figure
-from lightning_app.pictures.publish import publish
+from lightning_app.pictures.publish import publish, uncompiled
 from lightning_app.tracking import run_dir
 
 COLUMNS = ["epoch", "step", "val/loss", "text"]
@@ -73,7 +73,8 @@ class TextSamples(Callback):
         # Here, not at the epoch's end: by now the epoch's val/loss is in callback_metrics.
         if not self.active or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        text = pl_module.generate_text(self.prompt, self.length, self.temperature, self.top_k, self.seed)[0]
+        with uncompiled():
+            text = pl_module.generate_text(self.prompt, self.length, self.temperature, self.top_k, self.seed)[0]
         loss = trainer.callback_metrics.get("val/loss")
         loss = round(float(loss), 4) if loss is not None else ""
         self.rows.append([trainer.current_epoch, trainer.global_step, loss, text])

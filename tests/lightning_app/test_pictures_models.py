@@ -120,6 +120,29 @@ def test_text_samples_one_row_per_validation_and_no_effect_on_training(tmp_path)
     assert resumed[:3] == table and int(resumed[3]["epoch"]) == 3
 
 
+COMPILED = {
+    "gpt": (lambda data: tiny_gpt(data.vocab), lambda: [AttentionMaps(), TextSamples(length=20)], 3),  # 2 layers, text
+    "vit": (lambda data: ViT(input_shape=(1, 8, 8), patch_size=4, num_layers=1, nhead=2, d_model=16), lambda: [ConvFilters(), AttentionMaps()], 2),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", COMPILED)
+def test_pictures_of_a_compiled_model_compile_nothing(family, tmp_path):
+    # One sample, or text token by token, has shapes training never had: compiled, each a recompilation.
+    build, callbacks, pictures = COMPILED[family]
+    data = Text(path=str(write_text(tmp_path / "verse.txt")), block_size=16, batch_size=4, batches_per_epoch=3) if family == "gpt" else Digits(batch_size=64)
+    graphs = {}
+    for name, chosen in (("plain", []), ("pictures", callbacks())):
+        torch._dynamo.reset()  # nothing cached from the other run
+        compiled = []
+        model = build(data)
+        model.compile(backend=lambda graph, inputs: compiled.append(graph) or graph.forward)  # traced, run eagerly
+        run(tmp_path / name, model, data, chosen, limit_train_batches=2, limit_val_batches=1)
+        graphs[name] = len(compiled)
+    assert graphs["pictures"] == graphs["plain"] > 0
+    assert len(list((tmp_path / "pictures" / "pictures").rglob("*.png"))) == pictures
+
+
 def test_a_prompt_outside_the_vocabulary_fails_before_training(tmp_path):
     data = Text(path=str(write_text(tmp_path / "verse.txt")), block_size=16, batch_size=4, batches_per_epoch=3)
     model = tiny_gpt(data.vocab)
