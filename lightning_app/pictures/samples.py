@@ -2,6 +2,7 @@
 
 import csv
 import textwrap
+from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
@@ -66,8 +67,10 @@ class TextSamples(Callback):
         if trainer.is_global_zero and trainer.ckpt_path is not None:  # resumed: keep the earlier rows
             previous = run_dir(trainer) / "pictures" / "samples" / "text.csv"
             if previous.is_file():
-                with open(previous, newline="", encoding="utf-8") as file:
-                    self.rows = list(csv.reader(file))[1:]
+                try:
+                    self.rows = read_rows(previous)
+                except (ValueError, csv.Error) as error:
+                    rank_zero_warn(f"TextSamples: {previous} is not a table of text samples ({error}); a new one replaces it")
 
     def on_validation_end(self, trainer, pl_module) -> None:
         # Here, not at the epoch's end: by now the epoch's val/loss is in callback_metrics.
@@ -76,7 +79,7 @@ class TextSamples(Callback):
         with uncompiled():
             text = pl_module.generate_text(self.prompt, self.length, self.temperature, self.top_k, self.seed)[0]
         loss = trainer.callback_metrics.get("val/loss")
-        loss = round(float(loss), 4) if loss is not None else ""
+        loss = round(float(loss), 4) if loss is not None else None
         self.rows.append([trainer.current_epoch, trainer.global_step, loss, text])
         publish(trainer, "samples/text", table=Table(COLUMNS, self.rows))
 
@@ -85,11 +88,20 @@ class TextSamples(Callback):
             publish(trainer, "samples/text", draw_samples(self.rows, self.lines_drawn), dpi=self.dpi, wandb=False)
 
 
+def read_rows(path: Path) -> list[list]:
+    """The rows of an earlier run's table, typed as new rows are: W&B refuses a column of mixed types."""
+    with open(path, newline="", encoding="utf-8") as file:
+        header, *rows = csv.reader(file)
+    if header != COLUMNS:
+        raise ValueError(f"its columns are {header}, not {COLUMNS}")
+    return [[int(epoch), int(step), float(loss) if loss else None, text] for epoch, step, loss, text in rows]
+
+
 def draw_samples(rows: list[list], lines_drawn: int):
     """The table as monospace text: a heading per row, then the first ``lines_drawn`` lines of its text."""
     lines = []
     for epoch, step, loss, text in rows:
-        lines.append(f"epoch {epoch}, step {step}, val/loss {loss}")
+        lines.append(f"epoch {epoch}, step {step}, val/loss {'-' if loss is None else loss}")
         wrapped = [part for line in str(text).splitlines() for part in textwrap.wrap(line, 90)]  # blank lines dropped
         lines += ["    " + line for line in wrapped[:lines_drawn]] + [""]
     fig = figure(8.0, 0.16 * len(lines) + 0.3, layout=None)

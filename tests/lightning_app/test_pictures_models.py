@@ -113,11 +113,19 @@ def test_text_samples_one_row_per_validation_and_no_effect_on_training(tmp_path)
     plain = run(tmp_path / "plain", tiny_gpt(data.vocab), data, [], epochs=3)
     assert plain.callback_metrics["val/loss"].item() == trainer.callback_metrics["val/loss"].item()
 
-    # A resumed run continues the table.
-    run(tmp_path, tiny_gpt(data.vocab), data, [TextSamples(prompt="To", length=30, seed=1)], epochs=4,
-        ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))  # fmt: skip
+    # A resumed run continues the table, its rows typed as new ones (a W&B table refuses mixed types).
+    continued = TextSamples(prompt="To", length=30, seed=1)
+    run(tmp_path, tiny_gpt(data.vocab), data, [continued], epochs=4, ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
     resumed = rows(tmp_path / "pictures" / "samples" / "text.csv")
     assert resumed[:3] == table and int(resumed[3]["epoch"]) == 3
+    assert [list(map(type, row)) for row in continued.rows] == [[int, int, float, str]] * 4
+
+    # A table it cannot read (edited, foreign) is replaced, with a warning.
+    (tmp_path / "pictures" / "samples" / "text.csv").write_text("epoch,step\n0,x\n")
+    with pytest.warns(UserWarning, match=r"text.csv is not a table of text samples"):
+        run(tmp_path, tiny_gpt(data.vocab), data, [TextSamples(prompt="To", length=30, seed=1)], epochs=5,
+            ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))  # fmt: skip
+    assert [int(r["epoch"]) for r in rows(tmp_path / "pictures" / "samples" / "text.csv")] == [3, 4]  # from last.ckpt again
 
 
 COMPILED = {
