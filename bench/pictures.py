@@ -1,6 +1,6 @@
 """The pictures of docs/pictures.md, made from real data, and what the pictures cost a run.
 
-    python bench/pictures.py                 # every picture into docs/pictures/ (about 10 minutes on 2 CPU cores)
+    python bench/pictures.py                 # every picture into docs/pictures/ (about 3 minutes on 2 CPU cores)
     python bench/pictures.py --only mnist_knn --out /tmp/pictures
     python bench/pictures.py --speed 5       # fit of configs/mnist_mlp.yaml with and without pictures, 5 rounds
 
@@ -45,7 +45,7 @@ ROOT = Path(__file__).parents[1]
 # config -> the pictures of its run that the docs show
 PICTURES = {
     "mnist_mlp": ["test/confusion_matrix", "test/per_class_accuracy", "test/misclassified"],
-    "mnist_cnn": ["filters/conv1", "test/confusion_matrix"],
+    "mnist_cnn": ["filters/conv1"],  # its confusion matrix: beside the MLP's, drawn by compare
     "mnist_vit": ["attention/layer0", "attention/layer3"],
     "mnist_knn": ["knn/neighbours"],
     "shakespeare_gpt": ["attention/layer0", "attention/layer3", "samples/text"],
