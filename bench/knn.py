@@ -1,12 +1,14 @@
 """kNN search speed and agreement against scikit-learn's brute force, on MNIST-sized data.
 
     python bench/knn.py                       # 60,000 memorised x 10,000 queries, k=3, L2, CPU
+    python bench/knn.py --precision float32   # force the L2 filter's product (what an AVX2-only CPU gets)
     python bench/knn.py --device cuda         # GPU queries/second instead (no scikit-learn rounds)
 
 The data are synthetic uint8 "images" of MNIST's size (784 pixels, 10 classes: a class-dependent
 band plus noise), normalised with MNIST's mean and std and given to both libraries as the same
 float32 arrays. Timing rounds interleave scikit-learn and this project's search; the ratio is
-the median over rounds. Peak memory: the rise of the resident set (sampled every millisecond by a
+the median over rounds. The L2 filter multiplies in bfloat16 where the device does that fast,
+else in float32 (``--precision auto``); the output names the CPU capability and the precision. Peak memory: the rise of the resident set (sampled every millisecond by a
 thread) during one chunked search, against the budget.
 """
 
@@ -15,11 +17,13 @@ import resource
 import statistics
 import threading
 import time
+from typing import get_args
 
 import numpy as np
 import torch
 
-from modules.knn_search import MemoryIndex, nearest_neighbours, vote
+from modules.knn_l2 import MemoryIndex, Precision
+from modules.knn_search import nearest_neighbours, vote
 
 METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
 
@@ -63,6 +67,11 @@ def ours(memory, labels, queries, args) -> torch.Tensor:
     return vote(distances, labels[indices], 10, args.weights, args.distance).argmax(1)
 
 
+def describe(memory: torch.Tensor | MemoryIndex) -> None:
+    if isinstance(memory, MemoryIndex):
+        print(f"L2 filter precision: {str(memory.dtype).removeprefix('torch.')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-memory", type=int, default=60000)
@@ -73,17 +82,20 @@ def main() -> None:
     parser.add_argument("--chunk-mb", type=float, default=256.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=get_args(Precision), default="auto", help="of the L2 filter")
     args = parser.parse_args()
     x_train, y_train = synthetic_mnist(args.n_memory, seed=0)
     x_test, _ = synthetic_mnist(args.n_queries, seed=1)
     memory, labels, queries = torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_test)
     print(f"{args.n_memory} memorised x {args.n_queries} queries x 784, k={args.k}, {args.distance}, "
-          f"{args.weights}, chunk budget {args.chunk_mb:.0f} MiB, torch threads {torch.get_num_threads()}")
+          f"{args.weights}, chunk budget {args.chunk_mb:.0f} MiB, torch threads {torch.get_num_threads()}, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
 
     if args.device != "cpu":
         reference = ours(memory, labels, queries[:1000], args)  # the CPU search's predictions, to compare
         memory, labels, queries = memory.to(args.device), labels.to(args.device), queries.to(args.device)
-        memory = MemoryIndex(memory) if args.distance == "l2" else memory
+        memory = MemoryIndex(memory, args.precision) if args.distance == "l2" else memory
+        describe(memory)
         ours(memory, labels, queries[:1000], args)  # warm-up: kernels, allocator
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -101,9 +113,12 @@ def main() -> None:
               f"predictions equal to the CPU search's on the first 1,000 queries: {same:.2%}")
         return
 
-    memory, index_rise = peak_rss_rise(lambda: MemoryIndex(memory) if args.distance == "l2" else memory)
+    memory, index_rise = peak_rss_rise(lambda: MemoryIndex(memory, args.precision) if args.distance == "l2" else memory)
+    describe(memory)
     _, rise = peak_rss_rise(lambda: ours(memory, labels, queries, args))
-    print(f"building the L2 index (kept: a bfloat16 copy, {args.n_memory * 784 * 2 / 2**20:.0f} MiB): peak RSS rise {index_rise:.0f} MiB")
+    if args.distance == "l2":
+        kept = f"a bfloat16 copy, {args.n_memory * 786 * 2 / 2**20:.0f} MiB" if memory.dtype == torch.bfloat16 else "norms"
+        print(f"building the L2 index (kept: {kept}): peak RSS rise {index_rise:.0f} MiB")
     print(f"peak RSS rise during the chunked search: {rise:.0f} MiB "
           f"(budget {args.chunk_mb:.0f} MiB; the whole distance matrix would be "
           f"{args.n_memory * args.n_queries * 4 / 2**20:.0f} MiB)")

@@ -1,174 +1,173 @@
-"""Regenerates the README's results table: every shipped config, trained on the real data here.
+"""Regenerates docs/results.md: every config in configs/, trained as shipped on the real data here.
 
-    python bench/results.py                      # every entry, CPU epoch caps, rewrites README.md
-    python bench/results.py --only digits_mlp mnist_mlp --readme -     # a few, table printed only
-    python bench/results.py --accelerator gpu --full --shared DIR      # the configs' own epochs and steps
+    python bench/results.py                      # every config the data and the machine allow
+    python bench/results.py --only mnist_mlp     # some configs: their rows printed, no file written
+    python bench/results.py --accelerator gpu    # on a GPU: the configs written for one too
 
-Data: Digits (scikit-learn), the real MNIST test set split 8,000 train+val / 2,000 test
-(``real_data.write_mnist_split``), Tiny Shakespeare; CIFAR is not available offline. Each entry
-runs ``python -m lightning_app fit`` in this process with a CSV logger, and reads the run's
-``summary.json``. The table goes between ``<!-- results:start -->`` and ``<!-- results:end -->``.
-To add a config, add one ``Experiment`` line; a config missing on this branch is skipped with a note.
+Each config runs ``python -m lightning_app fit --config configs/X.yaml`` in this process at its own
+budget (epochs, steps, schedule, seed); only the data is pointed at ../shared/data (bench/real_data.py)
+and the logger is a CSV logger. Its row comes from the run's ``summary.json``: the test accuracy of
+the best validation checkpoint, or the last validation loss where the data has no test split. A config
+is listed under the table, with the reason, when its data is not available offline or when it is
+written for a GPU (mixed precision) and this run is on a CPU. The README's short table between
+``<!-- results:start -->`` and ``<!-- results:end -->`` is rewritten too, where the markers exist.
 """
 
 import argparse
+import importlib
+import os
 import platform
+import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
-sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
-from real_data import SHARED, write_mnist_split  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
+from real_data import NOTES, SHARED, real_data_args  # noqa: E402
 
 from lightning_app.cli import main  # noqa: E402
 from lightning_app.compare import load_run  # noqa: E402
 
-ROOT = Path(__file__).parents[1]
-TEXT_CPU = ("--data.init_args.batches_per_epoch", "100")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+COLUMNS = ["config", "model x data", "metric", "value", "more", "parameters", "epochs", "steps", "time"]
+STANDARD = {"val/loss", "val/acc", "val/acc_best", "val/loss_best"}  # the "more" column shows the others
 
 
-@dataclass
-class Experiment:
-    config: str  # configs/<config>.yaml
-    data: str  # digits | mnist | shakespeare | cifar10 | cifar100
-    epochs: int | None = None  # cap for the default CPU run; None keeps the config's max_epochs
-    cpu_args: tuple[str, ...] = ()  # further caps for the default CPU run, dropped by --full
-    gpu_only: str = ""  # why the default CPU run skips it; --full runs it
+def data_class(settings: dict) -> type:
+    module, name = settings["data"]["class_path"].rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
 
 
-EXPERIMENTS = [
-    Experiment("digits_mlp", "digits"),
-    Experiment("digits_knn", "digits"),
-    Experiment("digits_mlp_feature_knn", "digits"),
-    Experiment("mnist_linear", "mnist", epochs=5),
-    Experiment("mnist_mlp", "mnist", epochs=5),
-    Experiment("mnist_knn", "mnist"),
-    Experiment("mnist_cnn", "mnist", epochs=3),
-    Experiment("mnist_vit", "mnist", epochs=5),
-    # 100 steps instead of 2,000 on the CPU: a GPT step takes about a second on 2 shared cores.
-    Experiment("shakespeare_rnn", "shakespeare", epochs=1, cpu_args=TEXT_CPU),
-    Experiment("shakespeare_lstm", "shakespeare", epochs=1, cpu_args=TEXT_CPU),
-    Experiment("shakespeare_gru", "shakespeare", epochs=1, cpu_args=TEXT_CPU),
-    Experiment("shakespeare_gpt", "shakespeare", epochs=1, cpu_args=TEXT_CPU),
-    Experiment("shakespeare_gpt_gpu", "shakespeare", gpu_only="10.7M parameters, 5,000 steps: bench/shakespeare.py --accelerator gpu"),
-    Experiment("cifar10_linear", "cifar10"),
-    Experiment("cifar10_mlp", "cifar10"),
-    Experiment("cifar10_cnn", "cifar10"),
-    Experiment("cifar10_resnet", "cifar10"),
-    Experiment("cifar10_knn", "cifar10"),
-    Experiment("cifar10_vit", "cifar10"),
-    Experiment("cifar100_resnet", "cifar100"),
-]
-DATA_NOTES = {
-    "digits": "Digits: scikit-learn's 1,797 8x8 digits, 20% test",
-    "mnist": "MNIST: the real test set's first 8,000 images train and validate, its last 2,000 test",
-    "shakespeare": "Tiny Shakespeare: first 90% trains, last 10% validates (loss in nats per character)",
-}
-
-
-def data_args(data: str, workdir: Path, shared: Path = SHARED) -> list[str] | str:
-    """The overrides that point a config at the real data here, or why it cannot run."""
-    if data == "mnist":
-        folder = workdir / "mnist"
-        if not (folder / "t10k-labels-idx1-ubyte.gz").exists():
-            write_mnist_split(folder, shared)
-        return ["--data.init_args.data_dir", str(folder)]
-    if data == "shakespeare":
-        return ["--data.init_args.path", str(shared / "tinyshakespeare" / "input.txt")]
-    if data == "digits":
-        return []
-    return f"no {data} data offline"
-
-
-def run(
-    experiment: Experiment, workdir: Path, full: bool, accelerator: str, shared: Path = SHARED, precision: str | None = None
-) -> dict:
-    """Trains one experiment; returns its table row as a dict (or a skip note)."""
-    config = ROOT / "configs" / f"{experiment.config}.yaml"
-    row = {"config": experiment.config}
+def plan(config: Path, accelerator: str, workdir: Path, shared: Path) -> list[str] | str:
+    """The arguments that point ``config`` at the real data, or why it cannot run here."""
+    settings = yaml.safe_load(config.read_text())
     try:
-        extra = data_args(experiment.data, workdir, shared)
-    except (OSError, ValueError) as error:  # the real data is missing or not what real_data.py expects
-        return {**row, "note": f"no data: {error}"}
-    if not config.exists() or isinstance(extra, str):
-        return {**row, "note": "config not on this branch" if not config.exists() else extra}
-    if experiment.gpu_only and not full:
-        return {**row, "note": f"{experiment.gpu_only}: run it with --full (on a GPU: --accelerator gpu --full)"}
-    logs = workdir / "runs" / experiment.config
-    args = ["fit", "--config", str(config), *extra, "--trainer.accelerator", accelerator]
+        arguments = real_data_args(data_class(settings), workdir, shared)
+    except LookupError as error:  # no such data offline
+        return str(error)
+    except (OSError, ValueError) as error:  # missing, or not the expected files
+        return f"its data is missing or wrong here: {error}"
+    precision = str(settings.get("trainer", {}).get("precision", "32-true"))
+    if accelerator == "cpu" and not precision.startswith(("32", "64")):
+        return f"written for a GPU (precision: {precision}): `python bench/results.py --accelerator gpu`"
+    return arguments
+
+
+def cell(name: str, value: float) -> str:
+    return f"{100 * value:.2f}%" if name.endswith("acc") else f"{value:.4f}"
+
+
+def run(config: Path, arguments: list[str], workdir: Path, accelerator: str) -> dict[str, str]:
+    """Trains ``config`` as shipped; returns its table row (or a note saying why it failed)."""
+    logs = workdir / "runs" / config.stem
+    shutil.rmtree(logs, ignore_errors=True)  # a rerun replaces the previous one
+    args = ["fit", "--config", str(config), *arguments, "--trainer.accelerator", accelerator]
     args += ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(logs)]
-    args += ["--trainer.enable_progress_bar", "false", *(["--trainer.precision", precision] if precision else [])]
-    if not full:
-        args += [*(["--trainer.max_epochs", str(experiment.epochs)] if experiment.epochs else []), *experiment.cpu_args]
+    args += ["--trainer.default_root_dir", str(logs), "--trainer.enable_progress_bar", "false"]
     started = time.perf_counter()
     try:
         main(args)
     except (Exception, SystemExit) as error:  # one broken config must not cost the rest of the table
-        return {**row, "note": f"failed: {type(error).__name__}: {error}"[:200]}
-    wall = time.perf_counter() - started
-    folder = max(logs.rglob("summary.json"), key=lambda p: p.stat().st_mtime).parent
-    summary, history = load_run(folder).summary, load_run(folder).history
+        return {"config": config.stem, "note": f"failed: {type(error).__name__}: {error}"[:300]}
+    seconds = time.perf_counter() - started
+    record = load_run(next(logs.rglob("summary.json")).parent)
+    summary, last = record.summary, (record.history[-1] if record.history else {})
     if "test/acc" in summary.get("test", {}):
-        metric, value = "test accuracy", f"{100 * summary['test']['test/acc']:.2f}%"
-    elif history and "val/loss" in history[-1]:
-        metric, value = "val loss", f"{history[-1]['val/loss']:.4f}"
+        metric, value = "test accuracy", cell("acc", summary["test"]["test/acc"])
     else:
-        metric, value = "-", "-"
-    model_data = f"{summary['model']} x {summary['data']}"
-    return {**row, "model x data": model_data, "metric": metric, "value": value, "parameters": f"{summary['parameters']:,}",
-            "epochs": str(summary.get("epochs", "-")), "steps": str(history[-1]["step"] if history else "-"),
-            "wall time": f"{wall:.0f} s"}  # fmt: skip
+        metric, value = "val loss", cell("loss", last["val/loss"])
+    others = sorted(name for name in last if name.startswith("val/") and name not in STANDARD)
+    more = ", ".join(f"{name} {cell(name, last[name])}" for name in others)
+    return {"config": config.stem, "model x data": f"{summary['model']} x {summary['data']}", "metric": metric,
+            "value": value, "more": more or "-", "parameters": f"{summary['parameters']:,}",
+            "epochs": str(summary.get("epochs", "-")), "steps": f"{last.get('step', 0):,}", "time": f"{seconds:.0f} s",
+            "data": summary["data"]}  # fmt: skip
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
 
 
 def machine(accelerator: str) -> str:
     if accelerator == "gpu" and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    return f"{cpu}, {torch.get_num_threads()} threads"
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor())
+    return f"{cpu}, torch threads: {torch.get_num_threads()}, CPU capability {torch.backends.cpu.get_cpu_capability()}"
 
 
-def markdown(rows: list[dict], command: str, accelerator: str) -> str:
-    columns = ["model x data", "config", "metric", "value", "parameters", "epochs", "steps", "wall time"]
+def table(rows: list[dict[str, str]], columns: list[str]) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(row.get(c, "-") for c in columns) + " |" for row in rows if "note" not in row]
+    return lines + ["| " + " | ".join(row.get(c, "-") for c in columns) + " |" for row in rows if "note" not in row]
+
+
+def page(rows: list[dict[str, str]], command: str, seconds: float, accelerator: str) -> str:
+    """docs/results.md: the table, the data, the machine, the command and its time, and what is left out."""
+    trained = [row for row in rows if "note" not in row]
+    lines = ["# Results", "", "Generated by `bench/results.py`; do not edit: rerun it. Every config in `configs/` trains"
+             " as shipped (its own epochs, steps, schedule and seed) on the real data available offline.", ""]  # fmt: skip
+    lines += table(trained, COLUMNS) + [""]
+    lines += [f"- {NOTES[name]}." for name in sorted({row["data"] for row in trained}) if name in NOTES]
+    lines += ["- value: the test accuracy of the best validation checkpoint, or the last validation loss where the data"
+              " has no test split; more: the run's other validation metrics; time: the whole `fit` and test.", ""]  # fmt: skip
+    lines += [f"Machine: {machine(accelerator)}; torch {torch.__version__}."]
+    lines += [f"Command: `{command}`; {duration(seconds)} in all."]
     notes = [f"- `{row['config']}`: {row['note']}" for row in rows if "note" in row]
-    data = sorted({e.data for e in EXPERIMENTS if e.config in {row["config"] for row in rows if "note" not in row}})
-    footer = [f"Machine: {machine(accelerator)}; torch {torch.__version__}; `{command}`.", ""]
-    footer += [f"- {DATA_NOTES[d]}." for d in data]
-    return "\n".join(lines + [""] + footer + (["", "Not in the table:", ""] + notes if notes else []))
+    return "\n".join(lines + (["", "Not in the table:", "", *notes] if notes else [])) + "\n"
 
 
-def write_between_markers(path: Path, table: str) -> None:
-    text = path.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{path} has no `{START}` ... `{END}` markers: add them where the table belongs")
-    head, rest = text.split(START, 1)
-    path.write_text(f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}")
+def write_between_markers(path: Path, text: str) -> bool:
+    """Replaces what lies between the results markers in ``path``; False where there are none."""
+    content = path.read_text() if path.exists() else ""
+    if START not in content or END not in content:
+        return False
+    head, rest = content.split(START, 1)
+    path.write_text(f"{head}{START}\n{text}\n{END}{rest.split(END, 1)[1]}")
+    return True
 
 
-def cli(argv: list[str] | None = None) -> str:
+def cli(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", help="config names to run (default: every entry)")
-    parser.add_argument("--full", action="store_true", help="the configs' own epochs instead of the CPU caps")
-    parser.add_argument("--accelerator", default="cpu", help="cpu or gpu")
-    parser.add_argument("--precision", help="override every config's precision: bf16-mixed, 16-mixed, 32-true")
+    parser.add_argument("--only", nargs="+", help="config names to run; their rows are printed, no file is written")
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 runs faster on a busy CPU)")
+    parser.add_argument("--configs", type=Path, default=ROOT / "configs", help="the folder of configs to run")
     parser.add_argument("--shared", type=Path, default=SHARED, help="the real data folder (mnist/, tinyshakespeare/)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "results", help="data copies and run folders")
-    parser.add_argument("--readme", default=str(ROOT / "README.md"), help="file to rewrite between the markers; - prints")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "results.md", help="the page to rewrite")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="holds the short table's markers")
     options = parser.parse_args(argv)
-    chosen = [e for e in EXPERIMENTS if not options.only or e.config in options.only]
-    rows = [run(e, options.workdir, options.full, options.accelerator, options.shared, options.precision) for e in chosen]
-    command = "python bench/results.py" + (f" {' '.join(argv)}" if argv else "")
-    table = markdown(rows, command, options.accelerator)
-    print(table)
-    if options.readme != "-":
-        write_between_markers(Path(options.readme), table)
-    return table
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    configs = sorted(options.configs.glob("*.yaml"))
+    unknown = set(options.only or []) - {c.stem for c in configs}
+    if unknown:
+        parser.error(f"no such config in {options.configs}: {', '.join(sorted(unknown))}")
+    started, rows = time.perf_counter(), []
+    for config in [c for c in configs if not options.only or c.stem in options.only]:
+        arguments = plan(config, options.accelerator, options.workdir, options.shared)
+        if isinstance(arguments, str):
+            rows.append({"config": config.stem, "note": arguments})
+        else:
+            rows.append(run(config, arguments, options.workdir, options.accelerator))
+        print(" | ".join(rows[-1].values()), flush=True)
+    if options.only:
+        print("\n".join(table(rows, COLUMNS)))
+        return rows
+    seconds, command = time.perf_counter() - started, " ".join(["python bench/results.py", *(argv or [])])
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_text(page(rows, command, seconds, options.accelerator))
+    link = f"[{options.output.stem}]({os.path.relpath(options.output, options.readme.parent)})"
+    short = table([{**row, "details": link} for row in rows], ["config", "model x data", "metric", "value", "details"])
+    trained = sum("note" not in row for row in rows)
+    short += ["", f"{trained} of {len(rows)} configs, trained as shipped in {duration(seconds)} on "
+              f"{machine(options.accelerator)} by `{command}`. The others, and why: {link}."]  # fmt: skip
+    write_between_markers(options.readme, "\n".join(short))
+    return rows
 
 
 if __name__ == "__main__":

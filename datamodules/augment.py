@@ -7,8 +7,20 @@ of its float32 form; padding and cutout fill with 0 (black). ``generator=None`` 
 torch's global generator.
 """
 
+import lightning as L
 import torch
 from torch import Tensor
+
+
+def training_batch_index(trainer: L.Trainer) -> int:
+    """The index of the training batch being transferred among all training batches of the run.
+
+    Lightning offers no public count of batches (``global_step`` counts optimizer steps, which
+    gradient accumulation divides) and hands a data module's batch hooks no batch index, so this
+    reads the fit loop's progress counter, restored from checkpoints. ``tests/datamodules/test_augment.py``
+    pins what it counts, across epochs and after a mid-epoch resume.
+    """
+    return trainer.fit_loop.epoch_loop.batch_progress.total.ready
 
 
 def augment_generator(device: torch.device, seed: int, step: int, rank: int) -> torch.Generator:

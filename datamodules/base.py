@@ -2,14 +2,17 @@
 
 A split is one ``(N, C, H, W)`` uint8 tensor and one ``(N,)`` int64 label tensor. A batch is
 ``images[indices]``: no per-sample ``__getitem__``, no collate, no worker processes. Batches
-travel to the device as uint8 (a quarter of the bytes of float32) and are converted,
-normalised and augmented there, on the whole batch.
+travel to the device as uint8 (a quarter of the bytes of float32) and are augmented (training
+batches), then converted and normalised there, on the whole batch.
 """
 
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 
@@ -41,6 +44,13 @@ class BatchLoader:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        dropped = len(tensors[0]) % world_size if shuffle else 0
+        if dropped:
+            rank_zero_warn(
+                f"{len(tensors[0])} training samples over {world_size} devices: every epoch leaves out {dropped} "
+                "(different ones each epoch) so all devices take the same steps, and a kNN memorises the rest only; "
+                f"use a device count that divides {len(tensors[0])} to see every sample every epoch"
+            )
         self.epoch = 0
         self.yielded = 0  # batches yielded so far in this epoch's pass
         self._resume: dict[str, int] | None = None
@@ -59,7 +69,7 @@ class BatchLoader:
             indices = torch.arange(n)
         if self.shuffle and self.world_size > 1:  # equal shards: drop the remainder this epoch
             indices = indices[: n - n % self.world_size]
-        return indices[self.rank :: self.world_size]
+        return deal(indices, self.rank, self.world_size)
 
     def __len__(self) -> int:
         n = len(self.tensors[0])
@@ -86,6 +96,45 @@ class BatchLoader:
         self._resume = dict(state)
 
 
+def data_folder(data_dir: str) -> Path:
+    """``data_dir`` as a Path, checked: a file there is an error (a missing folder is created when needed)."""
+    path = Path(data_dir)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"data_dir {data_dir} is a file: give a folder (it is created when missing)")
+    return path
+
+
+def deal(items: Tensor, rank: int, world_size: int) -> Tensor:
+    """Rank ``rank``'s shard of ``items``: every ``world_size``-th item from position ``rank``.
+
+    The one place that fixes how ``BatchLoader`` deals samples to ranks; ``gather_shards`` undoes it.
+    """
+    return items[rank::world_size]
+
+
+def gather_shards(module: L.LightningModule, *shards: Tensor) -> tuple[Tensor, ...]:
+    """Under DDP, every rank's ``(n_r, ...)`` shards of one loader joined in the single-process order.
+
+    Each shard holds the first ``n_r`` rows its rank was dealt (shards may differ in length); the
+    gathered rows are put back in the order of the items they were dealt from. Unchanged on one device.
+    """
+    world = module.trainer.world_size
+    if world == 1:
+        return shards
+    device = shards[0].device
+    lengths = module.all_gather(torch.tensor(len(shards[0]), device=device))  # (W,)
+    longest = int(lengths.max())
+    dealt = torch.arange(longest * world, device=device)
+    position = torch.stack([deal(dealt, rank, world) for rank in range(world)])  # (W, L) where each row came from
+    valid = torch.arange(longest, device=device)[None] < lengths[:, None]  # (W, L)
+    order = position[valid].argsort()
+    gathered = []
+    for shard in shards:
+        padding = [0, 0] * (shard.dim() - 1) + [0, longest - len(shard)]
+        gathered.append(module.all_gather(F.pad(shard, padding))[valid][order])  # (W, L, ...) -> (sum n_r, ...)
+    return tuple(gathered)
+
+
 def split_train_val(
     images: Tensor, labels: Tensor, val_split: float, seed: int
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
@@ -102,7 +151,7 @@ class ImageDataModule(L.LightningDataModule):
     """Base for image classification data held in memory.
 
     Subclasses set ``input_shape``, ``num_classes``, ``mean`` and ``std`` (per channel, on the
-    0-1 scale) and implement ``load_split("train" | "test")``.
+    0-1 scale) and implement ``load_split("train" | "test")``; they may override ``augment``.
     """
 
     input_shape: tuple[int, int, int]
@@ -112,6 +161,10 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(self, batch_size: int = 256, val_split: float = 0.1, seed: int = 0) -> None:
         super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be 1 or more, got {batch_size}")
+        if not 0.0 <= val_split < 1.0:
+            raise ValueError(f"val_split must be in [0, 1), got {val_split}")
         self.batch_size = batch_size
         self.val_split = val_split
         self.seed = seed
@@ -128,6 +181,11 @@ class ImageDataModule(L.LightningDataModule):
         if stage in ("test", "predict") and "test" not in self.splits:
             self.splits["test"] = self.load_split("test")
         for name, (images, _) in self.splits.items():
+            if len(images) == 0 and name != "val":  # an empty validation split is reported when it is used
+                raise ValueError(
+                    f"{type(self).__name__}: the {name} split has no images; check the data files and the split "
+                    "fractions (val_split, and test_split where there is one)"
+                )
             if tuple(images.shape[1:]) != tuple(self.input_shape):
                 raise ValueError(
                     f"{type(self).__name__} {name} split has images of shape {tuple(images.shape[1:])}, "
@@ -162,12 +220,12 @@ class ImageDataModule(L.LightningDataModule):
         return images.float().mul_(1.0 / (255.0 * std)).add_(-mean / std)  # in place: one float batch, not three
 
     def augment(self, images: Tensor) -> Tensor:
-        """Training-time augmentation of a normalised batch; none by default."""
+        """Training-time augmentation of a uint8 ``(B, C, H, W)`` batch, before normalisation; none by default."""
         return images
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
+        """On the device: training batches augmented as uint8 (a quarter of float32's bytes), then all normalised."""
         images, labels = batch
-        images = self.normalize(images)
         if self.trainer is not None and self.trainer.training:
             images = self.augment(images)
-        return images, labels
+        return self.normalize(images), labels

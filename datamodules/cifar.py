@@ -5,8 +5,10 @@ The binary version is a tar.gz of fixed-size records: label byte(s) then 3,072 p
 unpickling, which could run code from a tampered download.
 """
 
+import os
 import shutil
 import tarfile
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Literal
@@ -15,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.augment import augment_generator, cutout, random_crop_flip
-from datamodules.base import ImageDataModule
+from datamodules.augment import augment_generator, cutout, random_crop_flip, training_batch_index
+from datamodules.base import ImageDataModule, data_folder
 from datamodules.download import download, md5sum
 
 PIXELS = 3 * 32 * 32
@@ -26,11 +28,13 @@ def extract(archive: Path, directory: Path, members: list[str]) -> None:
     """Extracts exactly ``members``, which must be regular files, from a tar.gz into ``directory``.
 
     Any member that would land outside ``directory`` (absolute path, ``..``) fails the whole
-    archive; links and other members are never written. Each file is written beside its
-    destination and renamed into place once complete.
+    archive; links and other members are never written. The files are extracted into a temporary
+    folder inside ``directory`` and renamed into place only once the whole archive is accepted, so
+    a refused archive leaves no file behind for a later run to train on.
     """
     root = directory.resolve()
-    found = set()
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".extracting-", dir=root))
     try:
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
@@ -42,17 +46,21 @@ def extract(archive: Path, directory: Path, members: list[str]) -> None:
                     continue
                 if not member.isfile():
                     raise ValueError(f"{archive}: member {member.name!r} is not a regular file (a link?); refusing it")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(f".{target.name}.part")
-                with tar.extractfile(member) as source, open(partial, "wb") as f:
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as source, open(staging / name, "wb") as f:
                     shutil.copyfileobj(source, f, 1 << 20)
-                partial.replace(target)
-                found.add(name)
+        missing = sorted(name for name in members if not (staging / name).is_file())
+        if missing:
+            raise ValueError(
+                f"{archive} lacks {', '.join(missing)}; is it the right archive? Delete it to download it again"
+            )
+        for name in members:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, root / name)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise ValueError(f"{archive}: not a readable tar.gz ({error}); delete it to download it again") from error
-    missing = sorted(set(members) - found)
-    if missing:
-        raise ValueError(f"{archive} lacks {', '.join(missing)}; is it the right archive? Delete it to download it again")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_records(path: Path, label_bytes: int, num_labels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +120,7 @@ class CIFAR10(ImageDataModule):
         cutout: int = 0,
     ) -> None:
         super().__init__(batch_size, val_split, seed)
-        self.data_dir = Path(data_dir)
+        self.data_dir = data_folder(data_dir)
         self.crop_padding = crop_padding
         self.flip = flip
         self.cutout = cutout
@@ -151,16 +159,10 @@ class CIFAR10(ImageDataModule):
         """Crop, flip and cutout of a uint8 ``(B, C, H, W)`` training batch, seeded as the class says."""
         trainer = self.trainer
         generator = None
-        if trainer is not None:  # the index of this batch among all training batches of the run
-            step = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        if trainer is not None:
+            step = training_batch_index(trainer)
             generator = augment_generator(images.device, self.seed, step, trainer.global_rank)
         return cutout(random_crop_flip(images, self.crop_padding, self.flip, generator), self.cutout, generator)
-
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        images, labels = batch
-        if self.trainer is not None and self.trainer.training:
-            images = self.augment(images)  # on uint8: a quarter of the bytes of the normalised batch
-        return self.normalize(images), labels
 
 
 class CIFAR100(CIFAR10):

@@ -26,6 +26,8 @@ class Digits(ImageDataModule):
 
     def __init__(self, batch_size: int = 64, val_split: float = 0.1, test_split: float = 0.2, seed: int = 0) -> None:
         super().__init__(batch_size, val_split, seed)
+        if not 0.0 <= test_split < 1.0:
+            raise ValueError(f"test_split must be in [0, 1), got {test_split}")
         self.test_split = test_split
 
     def load_split(self, split: str) -> tuple[Tensor, Tensor]:

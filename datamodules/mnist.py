@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.base import ImageDataModule
+from datamodules.base import ImageDataModule, data_folder
 from datamodules.download import download
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # IDX: unsigned bytes, 3 and 1 dimensions
@@ -63,7 +63,7 @@ class MNIST(ImageDataModule):
         self, data_dir: str = "data/mnist", batch_size: int = 256, val_split: float = 0.1, seed: int = 0
     ) -> None:
         super().__init__(batch_size, val_split, seed)
-        self.data_dir = Path(data_dir)
+        self.data_dir = data_folder(data_dir)
 
     def prepare_data(self) -> None:
         for filename, md5 in self.files.items():

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.base import BatchLoader
+from datamodules.base import BatchLoader, data_folder
 from datamodules.download import download
 
 # The 65 characters of Tiny Shakespeare's training text, fixed by its checksum: a model can be
@@ -56,7 +56,7 @@ class Text(L.LightningDataModule):
     naming it: replace it in the file or move it into the training part. The vocabulary is read
     on first access (the CLI links ``vocab`` to the model when it builds it); for the default
     Tiny Shakespeare it is known before the download. There is no test split: LM configs set
-    ``test_after_fit: false``.
+    ``test_after_fit: false``; ``predict`` runs over the validation windows.
 
     Args:
         path: UTF-8 text file to model. None: Tiny Shakespeare in ``data_dir``, downloaded when missing.
@@ -84,7 +84,10 @@ class Text(L.LightningDataModule):
         super().__init__()
         if not 0.0 < val_split < 1.0:
             raise ValueError(f"val_split must be in (0, 1), got {val_split}")
-        self.file = Path(path) if path is not None else Path(data_dir) / "input.txt"
+        for name, value in (("block_size", block_size), ("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch)):
+            if value < 1:
+                raise ValueError(f"{name} must be 1 or more, got {value}")
+        self.file = Path(path) if path is not None else data_folder(data_dir) / "input.txt"
         self.shakespeare = path is None
         self.block_size, self.batch_size, self.batches_per_epoch = block_size, batch_size, batches_per_epoch
         self.val_split, self.seed = val_split, seed
@@ -170,6 +173,9 @@ class Text(L.LightningDataModule):
         n_val = len(self.tokens) - self.n_train
         starts = torch.arange(self.n_train, self.n_train + n_val - self.block_size, self.block_size)
         return BatchLoader((starts,), self.batch_size, False, self.seed, *self._rank_world())
+
+    def predict_dataloader(self) -> BatchLoader:
+        return self.val_dataloader()  # next-character predictions over the validation text
 
     def on_after_batch_transfer(self, batch: tuple[Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
         (offsets,) = batch  # (B,)

@@ -1,8 +1,8 @@
 """The one entry point: ``python -m lightning_app {fit,validate,test,predict} --config X.yaml``."""
 
 import inspect
+import signal
 import sys
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -10,16 +10,20 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from lightning_app.checkpoints import ModelCheckpointLast
 from lightning_app.faults import FaultTolerance
-from lightning_app.resume import resolve_resume
+from lightning_app.restore import check_linked, import_class, restore_hyperparameters
+from lightning_app.resume import continue_run, experiment_name, resolve_last
+from lightning_app.runlock import RunLock
+from lightning_app.schedules import fit_to_run
 from lightning_app.summary import RunSummary
-from lightning_app.tracking import SaveRunConfig, wandb_offline
+from lightning_app.tracking import WANDB_LOGGER, SaveRunConfig, wandb_offline
 
-WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 # Data module attributes that become model arguments of the same name, so a config never repeats them.
-LINKED = ("input_shape", "num_classes", "vocab_size", "vocab", "block_size")
+LINKED = ("input_shape", "num_classes", "vocab", "block_size")
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
     "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "lightning_app", "save_dir": "runs"}},
@@ -30,6 +34,8 @@ class AppCLI(LightningCLI):
     """LightningCLI with the project's defaults: W&B logging, checkpoints, linked shapes, test after fit."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        self.run_folder = None  # a run without a logger: its own folder (lightning_app/resume.py)
+        self.checkpoint_links: dict[str, Any] = {}  # the --ckpt_path checkpoint's values of LINKED
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
@@ -43,7 +49,7 @@ class AppCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpointLast, "checkpoint")
         parser.add_lightning_class_args(FaultTolerance, "faults")
         parser.set_defaults(
             {
@@ -60,31 +66,61 @@ class AppCLI(LightningCLI):
             "--test_after_fit", type=bool, default=True, help="After `fit`, test the best checkpoint on the test split."
         )
         parser.add_argument(
+            "--trusted_packages",
+            type=list[str],
+            default=[],
+            help="Packages besides `modules` whose LightningModule classes a checkpoint may name (and so import).",
+        )
+        parser.add_argument(
             "--lr_interval",
             type=Literal["epoch", "step"],
             default="epoch",
             help="Step the lr_scheduler after every epoch or after every optimizer step.",
         )
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning re-parses the checkpoint's hyperparameters here, unchecked; `before_instantiate_classes`
+        does it once `last` is resolved and the file and its model class are checked (lightning_app/restore.py)."""
+
     def before_instantiate_classes(self) -> None:
-        config = self.config.get(str(self.subcommand), self.config)
+        subcommand = str(self.subcommand)
+        config = self.config.get(subcommand, self.config)
+        check_compatible(import_class(config.model.class_path), import_class(config.data.class_path))
+        experiment = experiment_name(config)
+        asked_last = config.get("ckpt_path") == "last"
+        resolve_last(config, subcommand, experiment)
+        if subcommand in self.config:  # first: it parses the config again, which drops what is set below
+            self.config, self.checkpoint_links = restore_hyperparameters(
+                self.parser, self.config, subcommand, LINKED, config.trusted_packages
+            )
+            config = self.config[subcommand]
         logger = config.trainer.logger
-        if not (hasattr(logger, "class_path") and logger.class_path == WANDB_LOGGER):
-            return
-        model = config.model.class_path.rsplit(".", 1)[-1]
-        data = config.data.class_path.rsplit(".", 1)[-1]
-        experiment = Path(str(config.config[-1])).stem if config.get("config") else f"{data}-{model}"
-        init_args = logger.init_args
-        init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
-        init_args.offline = init_args.offline or wandb_offline()
-        logger.dict_kwargs = {"group": experiment, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
-        resolve_resume(config, str(self.subcommand))
+        if hasattr(logger, "class_path") and logger.class_path == WANDB_LOGGER:
+            model = config.model.class_path.rsplit(".", 1)[-1]
+            data = config.data.class_path.rsplit(".", 1)[-1]
+            init_args = logger.init_args
+            init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
+            init_args.offline = init_args.offline or wandb_offline()
+            group = init_args.get("group") or experiment  # `--trainer.logger.init_args.group` names another group (a sweep)
+            logger.dict_kwargs = {"group": group, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
+        self.run_folder = continue_run(config, subcommand, experiment, asked_last)
 
     def after_instantiate_classes(self) -> None:
-        check_compatible(self.model, self.datamodule)
+        if self.checkpoint_links:
+            check_linked(self.model, self.checkpoint_links, self._get(self.config, "ckpt_path"))
+        lock = RunLock()
+        self.trainer.callbacks.insert(0, lock)  # first: before anything writes into the run folder
+        logger = self.trainer.logger
+        if self.run_folder is not None or (isinstance(logger, WandbLogger) and logger.version is not None):
+            lock.acquire(self.trainer)  # the folder is known: locked before the logger opens a run there
         self.trainer.callbacks.append(RunSummary())
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        if self.run_folder is not None:  # no logger: the run's own folder, not the shared root
+            kwargs.setdefault("default_root_dir", str(self.run_folder))
+        return super().instantiate_trainer(**kwargs)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
         if config.get("enable_checkpointing") is False:  # honour the flag despite the `checkpoint` group
@@ -101,9 +137,7 @@ class AppCLI(LightningCLI):
         if lr_scheduler is None:
             return optimizer
         interval = self._get(self.config, "lr_interval")
-        if getattr(lr_scheduler, "total_steps", 0) is None:  # e.g. WarmupCosine: the run's length, known now
-            trainer = lightning_module.trainer
-            lr_scheduler.total_steps = trainer.estimated_stepping_batches if interval == "step" else trainer.max_epochs
+        fit_to_run(lr_scheduler, lightning_module.trainer, interval)  # the run's length is known only now
         scheduler = {"scheduler": lr_scheduler, "interval": interval}
         if isinstance(lr_scheduler, ReduceLROnPlateau):
             scheduler["monitor"] = lr_scheduler.monitor
@@ -119,13 +153,14 @@ class AppCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
 
 
-def check_compatible(model: L.LightningModule, datamodule: L.LightningDataModule | None) -> None:
-    """Fails early when a model needs a shape that the data module does not provide."""
-    wanted = inspect.signature(type(model).__init__).parameters
+def check_compatible(model: type, data: type) -> None:
+    """Fails before anything is built when a model needs a shape that the data module does not provide."""
+    wanted = inspect.signature(model.__init__).parameters
+    provided = inspect.signature(data.__init__).parameters  # e.g. Text's block_size, an argument
     for attribute in LINKED:
-        if attribute in wanted and datamodule is not None and not hasattr(datamodule, attribute):
+        if attribute in wanted and not (hasattr(data, attribute) or attribute in provided):
             raise ValueError(
-                f"{type(model).__name__} needs `{attribute}`, which {type(datamodule).__name__} does not provide: "
+                f"{model.__name__} needs `{attribute}`, which {data.__name__} does not provide: "
                 f"pair it with a data module that has `{attribute}` (see the README's models x data table)"
             )
 
@@ -134,6 +169,8 @@ def main(args: list[str] | None = None) -> AppCLI:
     """Runs the CLI; ``args`` as on the command line (``["fit", "--config", "x.yaml"]``)."""
     try:
         return AppCLI(args=args)
+    except SIGTERMException as stop:  # Lightning's own stop on SIGTERM (e.g. during validation) would exit with 0
+        raise SystemExit(128 + signal.SIGTERM) from stop
     finally:
         wandb = sys.modules.get("wandb")  # imported only if a run used it
         if wandb is not None:

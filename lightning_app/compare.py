@@ -5,10 +5,13 @@ Lists every run under the given folders (any folder holding a ``summary.json``, 
 between the runs, the final and best value of each validation metric, the test metrics,
 training time, device and precision. ``--plot`` draws their learning curves. It reads only the
 files each run writes beside its checkpoints, so offline, synced and W&B-less runs compare alike.
+A run whose ``summary.json`` or ``config.yaml`` cannot be read is left out, and an unreadable line
+of ``metrics.jsonl`` skipped, each with a warning naming the file.
 """
 
 import argparse
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,17 +41,34 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _read_dict(path: Path, parse) -> dict[str, Any]:
+    try:
+        data = parse(path.read_text())
+    except (ValueError, yaml.YAMLError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a {type(data).__name__}, not a mapping")
+    return data
+
+
 def load_run(folder: Path) -> Run:
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = _read_dict(folder / "summary.json", json.loads)
     config_path = folder / "config.yaml"
-    config = flatten(yaml.safe_load(config_path.read_text()) or {}) if config_path.exists() else {}
-    by_epoch: dict[int, dict[str, float]] = {}
+    config = flatten(_read_dict(config_path, lambda text: yaml.safe_load(text) or {})) if config_path.exists() else {}
+    by_epoch: dict[int, dict[str, Any]] = {}
     metrics_path = folder / "metrics.jsonl"
-    if metrics_path.exists():
-        for line in metrics_path.read_text().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                by_epoch[record["epoch"]] = record  # a resumed run may repeat an epoch: the later line wins
+    lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            epoch = int(record["epoch"])
+        except (ValueError, TypeError, KeyError) as error:
+            warnings.warn(f"{metrics_path}, line {number}: skipped, not an epoch record ({error!r})", stacklevel=2)
+            continue
+        # A resumed run may repeat an epoch: the later line's values win, the others stay.
+        by_epoch[epoch] = {**by_epoch.get(epoch, {}), **record}
     return Run(folder, summary, config, [by_epoch[e] for e in sorted(by_epoch)])
 
 
@@ -58,7 +78,13 @@ def find_runs(paths: list[Path]) -> list[Run]:
         if not path.exists():
             raise SystemExit(f"{path}: no such folder")
         folders += [path] if (path / "summary.json").exists() else sorted(p.parent for p in path.rglob("summary.json"))
-    return [load_run(folder) for folder in dict.fromkeys(folders)]
+    runs = []
+    for folder in dict.fromkeys(folders):
+        try:
+            runs.append(load_run(folder))
+        except (OSError, ValueError) as error:
+            warnings.warn(f"run {folder} left out: {error}", stacklevel=2)
+    return runs
 
 
 def differing_keys(runs: list[Run]) -> list[str]:

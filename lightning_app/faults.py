@@ -1,46 +1,37 @@
-"""Surviving faults: checkpoints that a crash cannot corrupt, exact mid-epoch resume, a stop on NaN/inf loss.
+"""Surviving faults: clean stops on signals, exact mid-epoch resume, a stop on NaN/inf loss.
 
-Lightning's own save serialises the checkpoint into memory and lets fsspec write it to a temporary
-file in the system temp folder, then ``shutil.move`` it into place. When that folder is on another
-filesystem (tmpfs, a node-local disk beside a shared checkpoint folder) the move is a copy into the
-destination, and a crash during the copy leaves a truncated ``last.ckpt``. ``AtomicCheckpointIO``
-writes beside the destination, fsyncs, then renames: readers only ever see a whole file.
+Checkpoints are written atomically and ``last.ckpt`` holds the newest state (``lightning_app/checkpoints.py``).
+On SIGINT (Ctrl-C) and SIGTERM (what SLURM and Kubernetes send before killing a job)
+the run finishes its batch, writes ``last.ckpt`` and stops with exit status 128 + the signal number;
+``--ckpt_path last`` continues it. SIGTERM is Lightning's own handler (it keeps SLURM's auto-requeue);
+SIGINT gets ours for the training loop only, and a second Ctrl-C stops at once.
 """
 
-import os
 import random
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MaxMetric, Metric, MinMetric
 
-PARTIAL_SUFFIX = ".part"  # not `.ckpt`, so a half-written file is never taken for a checkpoint
+from lightning_app.checkpoints import AtomicCheckpointIO
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into ``<name>.part`` in the checkpoint's own folder, fsync, then ``os.replace``."""
+class Stopped(SystemExit):
+    """A run stopped cleanly by a signal once ``last.ckpt`` held its state; exits with 128 + the signal number."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        if not _is_local_file_protocol(path):
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + PARTIAL_SUFFIX)
-        try:
-            with open(partial, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())  # the bytes reach the disk before the name points at them
-            os.replace(partial, path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(128 + signum)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _rng_states() -> dict[str, Any]:
@@ -87,11 +78,33 @@ class FaultTolerance(Callback):
         self._restore: dict[str, Any] | None = None
         self._saved_step = -1
         self._module = None
+        self._sigint = False  # Ctrl-C pressed during training
+        self._previous_sigint = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._module = pl_module
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # leave custom and async IO alone
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._sigint = False
+        if threading.current_thread() is threading.main_thread():  # Python runs signal handlers there only
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._sigint:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop at once
+        self._sigint = True
+        rank_zero_warn("Ctrl-C: stopping after this batch, once last.ckpt is written; press Ctrl-C again to stop at once")
+
+    def _restore_sigint(self) -> None:
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    def _signal(self, trainer) -> int | None:
+        """The signal this process received during training, if any; SIGTERM is noted by Lightning's handler."""
+        return signal.SIGINT if self._sigint else signal.SIGTERM if trainer.received_sigterm else None
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
         bad = not bool(torch.isfinite(loss.detach()).all())
@@ -107,16 +120,44 @@ class FaultTolerance(Callback):
             raise FloatingPointError(f"{message}. Stopped before the optimizer step; --faults.nonfinite_loss warn trains on")
         rank_zero_warn(message)
 
+    def _stop_if_signalled(self, trainer) -> None:
+        """After a signal: writes last.ckpt and stops, on every rank together (decided by all of them)."""
+        signum = self._signal(trainer)
+        stop = signum is not None
+        if trainer.world_size > 1:  # here, before Lightning's own check of its rank's SIGTERM ends that rank alone
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        path = self._save_last(trainer)
+        signum = signum or signal.SIGTERM  # a rank that was not signalled stops with its signalled peers
+        saved = f"last.ckpt written to {path}" if path else "no checkpoint written (checkpointing is off)"
+        at = f"epoch {trainer.current_epoch}, global step {trainer.global_step}"
+        message = f"{signal.Signals(signum).name} at {at}: {saved}"
+        rank_zero_info(f"Stopped by {message}; --ckpt_path last continues the run")
+        raise Stopped(signum, message)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        step, checkpoint = trainer.global_step, trainer.checkpoint_callback
-        if not self.last_every_n_steps or step % self.last_every_n_steps or step == self._saved_step:
-            return
+        self._stop_if_signalled(trainer)
+        step = trainer.global_step
+        if self.last_every_n_steps and step % self.last_every_n_steps == 0 and step != self._saved_step:
+            self._save_last(trainer)
+
+    def _save_last(self, trainer) -> Path | None:
+        checkpoint = trainer.checkpoint_callback
         if checkpoint is None or not checkpoint.dirpath:
-            return
+            return None
         path = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the whole state, to resume from
         checkpoint.last_model_path = str(path)  # ModelCheckpoint then overwrites it instead of writing last-v1
-        self._saved_step = step
+        self._saved_step = trainer.global_step
+        return path
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore_sigint()
+        self._stop_if_signalled(trainer)  # Ctrl-C in the last validation: stop before what follows (the test)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore_sigint()
 
     def state_dict(self) -> dict[str, Any]:
         module = self._module

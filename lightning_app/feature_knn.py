@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
-from modules.knn import gather_shards
+from datamodules.base import gather_shards
 from modules.knn_search import Distance, nearest_neighbours, vote
 
 

@@ -4,31 +4,30 @@ The checkpoint holds the model's class, its hyperparameters and its vocabulary, 
 and no data file is needed.
 """
 
-import importlib
 import inspect
 import sys
 from pathlib import Path
 
-import torch
 from jsonargparse import CLI
 
+from lightning_app.checkpoints import load_checkpoint
+from lightning_app.restore import checkpoint_model_class
 from modules.language_model import LanguageModel
 
 
-def load_language_model(ckpt_path: str, device: str = "cpu") -> LanguageModel:
-    """Rebuilds the model that `fit` saved in ``ckpt_path`` (loaded with ``weights_only``)."""
-    if not Path(ckpt_path).is_file():
+def load_language_model(ckpt_path: str, device: str = "cpu", trusted_packages: list[str] | None = None) -> LanguageModel:
+    """Rebuilds the model that `fit` saved in ``ckpt_path`` (checked, and loaded with ``weights_only``)."""
+    if "://" not in ckpt_path and not Path(ckpt_path).is_file():
         raise FileNotFoundError(
             f"{ckpt_path}: no such checkpoint; fit saves them under runs/lightning_app/<run id>/checkpoints/"
         )
-    checkpoint = torch.load(ckpt_path, map_location=device, weights_only=True)
+    checkpoint = load_checkpoint(ckpt_path, map_location=device)
     hparams = dict(checkpoint.get("hyper_parameters", {}))
     class_path = hparams.pop("_class_path", None)
     if class_path is None:
         raise ValueError(f"{ckpt_path} records no model class: it was not saved by `python -m lightning_app fit`")
-    module_name, class_name = class_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(cls, type) and issubclass(cls, LanguageModel)):
+    cls = checkpoint_model_class(class_path, trusted_packages or [], ckpt_path)
+    if not issubclass(cls, LanguageModel):
         raise ValueError(f"{ckpt_path} holds a {class_path}, not a language model (modules.Transformer, modules.RNN)")
     # The CLI also records linked values the class does not take (an RNN has no block_size): skip those.
     accepted = inspect.signature(cls.__init__).parameters
@@ -47,6 +46,7 @@ def generate(
     num_samples: int = 1,
     device: str = "cpu",
     output: str | None = None,
+    trusted_packages: list[str] | None = None,
 ) -> None:
     """Writes ``num_samples`` continuations of ``prompt`` to stdout (or to ``output``).
 
@@ -60,8 +60,14 @@ def generate(
         num_samples: Independent continuations, separated by a line of dashes.
         device: Where to run, e.g. ``cpu`` or ``cuda``.
         output: File to write; stdout when None.
+        trusted_packages: Packages besides ``modules`` whose model classes the checkpoint may name (and so import).
     """
-    model = load_language_model(ckpt_path, device)
+    for name, value, low in (("length", length, 0), ("top_k", top_k, 1), ("num_samples", num_samples, 1)):
+        if value is not None and value < low:
+            raise ValueError(f"--{name} must be {low} or more, got {value}")
+    if temperature < 0:
+        raise ValueError(f"--temperature must be 0 or more, got {temperature}")
+    model = load_language_model(ckpt_path, device, trusted_packages)
     samples = model.generate_text(prompt, length, temperature, top_k, seed, num_samples)
     text = "\n---------------\n".join(samples) + "\n"
     if output is None:

@@ -5,7 +5,8 @@ Offline W&B runs keep their history only inside the binary ``run-*.wandb`` log, 
 So every run also writes two small text files into its run folder (``runs/lightning_app/<id>/``):
 
 - ``metrics.jsonl``: one JSON line per epoch: ``epoch``, ``step``, ``time`` (seconds of training
-  so far) and every epoch-level metric (``train/loss``, ``val/acc``, ...). A resumed run appends.
+  so far) and every epoch-level metric (``train/loss``, ``val/acc``, ...). A resumed run appends; an
+  epoch with no metric (one a resumed run only closes) writes no line.
 - ``summary.json``: model, data, parameter count, device, precision, number of processes and
   nodes, status (``running``, ``finished``, ``failed: ...``), training time, times resumed, the
   last epoch's metrics and the test metrics.
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightning_app.faults import Stopped
 from lightning_app.tracking import run_dir
 
 
@@ -38,10 +40,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 class RunSummary(Callback):
-    """Writes ``metrics.jsonl`` and ``summary.json`` in the run folder on global rank 0.
-
-    Runs without a logger share one folder (``default_root_dir``), so they write nothing.
-    """
+    """Writes ``metrics.jsonl`` and ``summary.json`` in the run folder on global rank 0."""
 
     def __init__(self) -> None:
         self.folder: Path | None = None
@@ -51,7 +50,7 @@ class RunSummary(Callback):
         self._finished_epoch: tuple[int, int] | None = None  # (epoch, step) not yet written
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if trainer.logger is None or not trainer.is_global_zero or self.folder is not None:
+        if not trainer.is_global_zero or self.folder is not None:
             return
         self.folder = run_dir(trainer)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -92,6 +91,8 @@ class RunSummary(Callback):
             return
         (epoch, step), self._finished_epoch = self._finished_epoch, None
         metrics = _scalars(trainer.callback_metrics, ("train/", "val/"))
+        if not metrics:  # e.g. the end of an epoch that a resumed run only closes: its line is written
+            return
         record = {"epoch": epoch, "step": step, "time": round(self._training_time(), 3)}
         with open(self.folder / "metrics.jsonl", "a") as file:
             file.write(json.dumps({**record, **metrics}) + "\n")
@@ -113,4 +114,5 @@ class RunSummary(Callback):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if self.folder is not None:
-            self._save(status=f"failed: {type(exception).__name__}: {exception}"[:300])
+            status = f"stopped: {exception}" if isinstance(exception, Stopped) else f"failed: {type(exception).__name__}: {exception}"
+            self._save(status=status[:300])

@@ -1,27 +1,51 @@
-"""Weights & Biases for every run: offline when there is no key, the full config in the run."""
+"""Weights & Biases for every run: offline when there is no key or no network, the full config in the run."""
 
 import netrc
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
+WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 CONFIG_NAME = "lightning_config.yaml"  # W&B writes its own config.yaml into the run's files
 
 
-def wandb_offline() -> bool:
-    """True unless W&B can log in without asking: ``WANDB_MODE`` wins, else an API key must exist."""
+def _has_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_offline(timeout: float = 5.0) -> bool:
+    """True unless W&B can log in without asking and reach its server: ``WANDB_MODE`` wins.
+
+    With a key but no route to the server, ``wandb.init`` retries for about two minutes and then
+    fails; a TCP connection tried first (``timeout`` seconds) sends such a run offline at once.
+    """
     mode = os.environ.get("WANDB_MODE")
     if mode:
         return mode in ("offline", "dryrun", "disabled")
-    if os.environ.get("WANDB_API_KEY"):
-        return False
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is None
-    except (FileNotFoundError, netrc.NetrcParseError):
+    if not _has_key():
         return True
+    url = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        rank_zero_warn(
+            f"W&B: {url.hostname}:{port} is not reachable ({error}); this run logs offline as with WANDB_MODE=offline "
+            "(set WANDB_MODE=offline to skip this check); upload it later with `wandb sync runs/wandb/offline-run-*`"
+        )
+        return True
+    return False
 
 
 def run_dir(trainer) -> Path:

@@ -11,7 +11,7 @@ from typing import Literal, TypeVar
 from torch import Tensor, nn
 
 from modules.classifier import Classifier
-from modules.mlp import ACTIVATIONS
+from modules.layers import ACTIVATIONS
 
 Pool = Literal["max", "avg", "none"]
 Item = TypeVar("Item")

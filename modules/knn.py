@@ -11,34 +11,12 @@ from typing import Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from modules.knn_search import Distance, MemoryIndex, nearest_neighbours, vote
-
-
-def gather_shards(module: L.LightningModule, *shards: Tensor) -> tuple[Tensor, ...]:
-    """Under DDP, every rank's ``(n_r, ...)`` shards joined in the single-process order; else unchanged.
-
-    ``BatchLoader`` deals a permutation out to the ranks in turn, so rank r's j-th sample was
-    sample ``j * world + r``: the gathered rows are sorted by that position. Shards may differ in length.
-    """
-    world = module.trainer.world_size
-    if world == 1:
-        return shards
-    device = shards[0].device
-    lengths = module.all_gather(torch.tensor(len(shards[0]), device=device))  # (W,)
-    longest = int(lengths.max())
-    position = torch.arange(longest, device=device)[None] * world + torch.arange(world, device=device)[:, None]  # (W, L)
-    valid = torch.arange(longest, device=device)[None] < lengths[:, None]  # (W, L)
-    order = position[valid].argsort()
-    gathered = []
-    for shard in shards:
-        padding = [0, 0] * (shard.dim() - 1) + [0, longest - len(shard)]
-        gathered.append(module.all_gather(F.pad(shard, padding))[valid][order])  # (W, L, ...) -> (sum n_r, ...)
-    return tuple(gathered)
+from datamodules.base import gather_shards
+from modules.knn_l2 import MemoryIndex
+from modules.knn_search import Distance, nearest_neighbours, vote
 
 
 class KNN(L.LightningModule):
@@ -51,7 +29,7 @@ class KNN(L.LightningModule):
     collective could deadlock), and the checkpoint holds the whole memory. The gathered memory is
     put back in the single-process order (``BatchLoader`` deals a shuffled permutation out to
     ranks in turn), so predictions, ties included, equal a one-device run's whenever the device
-    count divides the training split (else the loader drops the remainder, and a warning says so).
+    count divides the training split (else the loader drops the remainder, and warns so).
 
     Args:
         input_shape: Shape of one input, ``(C, H, W)``; set from the data module.
@@ -60,7 +38,7 @@ class KNN(L.LightningModule):
         distance: ``l1`` (sum of absolute differences), ``l2`` (Euclidean) or ``cosine`` (1 - cosine similarity).
         weights: ``uniform`` (one vote each) or ``distance`` (votes weighted by 1 / distance).
         chunk_mb: Memory budget of one chunk of queries' distances to every memorised row, in MiB
-            (4 bytes per query and memorised row, in three quarters of it for L2).
+            (4 bytes per query and memorised row; for L2, 4 in bfloat16 or 8 in float32, in three quarters of it).
     """
 
     def __init__(
@@ -126,15 +104,7 @@ class KNN(L.LightningModule):
         memory = torch.cat([images for images, _ in self.pending])
         labels = torch.cat([labels for _, labels in self.pending])
         self.pending = []
-        memory, labels = gather_shards(self, memory, labels)
-        self.memory, self.memory_labels = memory, labels
-        split = getattr(self.trainer.datamodule, "splits", {}).get("train")
-        if split is not None and len(split[0]) != len(memory):
-            rank_zero_warn(
-                f"KNN memorised {len(memory)} of the {len(split[0])} training samples: under DDP a shuffled "
-                "training epoch drops the last (samples mod devices) so ranks stay in step; use a device count "
-                "that divides the training split to memorise all of it"
-            )
+        self.memory, self.memory_labels = gather_shards(self, memory, labels)
 
     def on_validation_start(self) -> None:
         self._memorise()  # validation after a training epoch runs before on_train_epoch_end

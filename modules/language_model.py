@@ -51,6 +51,9 @@ class LanguageModel(L.LightningModule):
         self.val_loss.update(loss, weight=count)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
 
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self(batch[0]).argmax(dim=-1)  # (B, T): the likeliest next character at every position
+
     def on_train_start(self) -> None:
         self.val_loss_best.reset()  # forget the sanity check's loss
 

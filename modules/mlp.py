@@ -7,8 +7,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from modules.classifier import Classifier
-
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+from modules.layers import ACTIVATIONS
 
 
 class MLP(Classifier):

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from modules.classifier import Classifier
-from modules.transformer import Block, init_weights
+from modules.layers import Block, init_weights
 
 
 class ViT(Classifier):
@@ -56,7 +56,10 @@ class ViT(Classifier):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model)) if pool == "cls" else None
         self.position_embedding = nn.Parameter(torch.zeros(1, num_patches + (pool == "cls"), d_model))
         self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(d_model, nhead, dropout, False, True, attention) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            Block(d_model, nhead, dropout=dropout, causal=False, bias=True, attention=attention)
+            for _ in range(num_layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)
         init_weights(self, num_layers)

@@ -2,10 +2,12 @@
 
 import gzip
 import hashlib
+import inspect
 import io
 import struct
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,3 +98,59 @@ def write_cifar100_archive(directory: Path, n_train: int = 100, n_test: int = 40
         "cifar-100-binary/test.bin": cifar_bytes(n_test, 2, (20, 100), seed=1),
     }
     return write_tar_gz(directory / "cifar-100-binary.tar.gz", members)
+
+
+# One `fake_<name>(cls, directory, monkeypatch)` per data module family: it writes a few samples in
+# the real format into `directory` and returns the `__init__` arguments that point `cls` at them. A
+# subclass that reads the same files (FashionMNIST of MNIST) uses its base's.
+
+
+def fake_mnist(cls, directory: Path, monkeypatch) -> dict[str, Any]:
+    """MNIST, or a data set in its format (Fashion-MNIST, KMNIST), over ``write_mnist``'s four files."""
+    return {"data_dir": str(write_mnist(directory))}
+
+
+def fake_cifar10(cls, directory: Path, monkeypatch) -> dict[str, Any]:
+    accept_archive(monkeypatch, write_cifar10_archive(directory, n_per_file=16), cls)
+    return {"data_dir": str(directory)}
+
+
+def fake_cifar100(cls, directory: Path, monkeypatch) -> dict[str, Any]:
+    accept_archive(monkeypatch, write_cifar100_archive(directory), cls)
+    return {"data_dir": str(directory)}
+
+
+def fake_digits(cls, directory: Path, monkeypatch) -> dict[str, Any]:
+    """The digits ship with scikit-learn: nothing to write."""
+    return {}
+
+
+def fake_text(cls, directory: Path, monkeypatch) -> dict[str, Any]:
+    return {"path": str(write_text(directory / "input.txt"))}
+
+
+def fake_data_kwargs(cls, directory: Path, monkeypatch) -> dict[str, Any]:
+    """Writes tiny data in ``cls``'s real format into ``directory``; returns the arguments that point ``cls`` at it."""
+    for klass in cls.__mro__:
+        fake = globals().get(f"fake_{klass.__name__.lower()}")
+        if fake is not None:
+            return fake(cls, directory, monkeypatch)
+    raise LookupError(
+        f"tests/fakes.py has no fake_{cls.__name__.lower()}(cls, directory, monkeypatch) for datamodules.{cls.__name__}: "
+        "add one that writes its files in their real format and returns the arguments that point the data module at them"
+    )
+
+
+def fake_data_args(cls, directory: Path, monkeypatch) -> list[str]:
+    """``fake_data_kwargs`` as command-line overrides of a config's data module."""
+    return [arg for key, value in fake_data_kwargs(cls, directory, monkeypatch).items() for arg in (f"--data.init_args.{key}", str(value))]
+
+
+SMALL_DATA = {"batch_size": 32, "block_size": 8, "batches_per_epoch": 2}  # wherever a data module takes them
+
+
+def fake_datamodule(cls, directory: Path, monkeypatch):
+    """A small instance of data module ``cls`` over fake files in their real format."""
+    accepted = inspect.signature(cls.__init__).parameters
+    small = {name: value for name, value in SMALL_DATA.items() if name in accepted}
+    return cls(**small, **fake_data_kwargs(cls, directory, monkeypatch))

@@ -1,17 +1,148 @@
-"""Every shipped config parses and instantiates: model, data, trainer, optimizer."""
+"""Every file in configs/ builds what it says, trains as shipped on tiny data, and claims only measured results.
 
+Each config runs with its own model, data module, optimizer, schedule and callbacks; the tests change
+only the data (tiny files in the real format, tests/fakes.py), the widths and batch sizes named in
+SMALL, and how long the run is. A new config is covered by these tests without editing them.
+"""
+
+import importlib
+import json
+import re
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
+import yaml
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from lightning_app.cli import AppCLI
+from lightning_app.cli import AppCLI, main
+from lightning_app.schedules import WarmupCosine
+from tests.fakes import fake_data_args
 
-CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
+ROOT = Path(__file__).parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+RESULTS = ROOT / "docs" / "results.md"
+QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
+# Sizes the tests shrink, by argument name, wherever a config sets them (a list shrinks element-wise).
+SMALL = {
+    "model": {"d_model": 16, "nhead": 2, "num_layers": 1, "hidden_size": 8, "channels": 4, "hidden_sizes": 8},
+    "data": {"batch_size": 8, "block_size": 16},
+}
+# A header claim: a metric of the table and a number, either way round ("test accuracy 97.2%", "98% test accuracy").
+METRIC, NUMBER = r"(test accuracy|val(?:idation)? loss|val/\w+)", r"(\d+(?:\.\d+)?)(%?)"
+CLAIMS = (re.compile(f"{METRIC} (?:of )?{NUMBER}"), re.compile(f"{NUMBER} {METRIC}"))
+TOLERANCE = {"%": 0.5, "": 0.05}  # percentage points of accuracy, nats of loss: reruns on other CPUs drift
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 8x faster on a busy 2-core CPU
+
+
+def shipped(config: Path) -> dict:
+    return yaml.safe_load(config.read_text())
+
+
+def data_class(settings: dict) -> type:
+    module, name = settings["data"]["class_path"].rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+def small(settings: dict) -> list[str]:
+    args = []
+    for group, sizes in SMALL.items():
+        init_args = settings[group].get("init_args") or {}
+        for name, size in sizes.items():
+            if name in init_args:
+                value = [size] * len(init_args[name]) if isinstance(init_args[name], list) else size
+                args += [f"--{group}.init_args.{name}", json.dumps(value)]
+    return args
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 (AVX512-BF16, AMX); without, a bf16 step is hundreds of times slower."""
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and any(flag in cpuinfo.read_text() for flag in (" avx512_bf16", " amx_bf16"))
+
+
+def fit(config: Path, folder: Path, monkeypatch, *run: str) -> AppCLI:
+    settings = shipped(config)
+    data = fake_data_args(data_class(settings), folder / "data", monkeypatch)
+    bf16 = str(settings["trainer"].get("precision", "")).startswith("bf16")
+    precision = ["--trainer.precision", "32-true"] if bf16 and not native_bf16() else []  # as shipped where it is fast
+    return main(["fit", "--config", str(config), *data, *small(settings), *QUIET, *precision, *run])
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
-def test_config_instantiates(config, in_tmp):
-    cli = AppCLI(args=["--config", str(config), "--trainer.logger", "false"], run=False)
-    assert cli.model is not None and cli.datamodule is not None
-    first_line = config.read_text().splitlines()[0]
-    assert first_line.startswith("# python -m lightning_app"), f"{config.name} must start with its command"
+def test_config_trains_two_steps_validates_and_tests(config, in_tmp, monkeypatch):
+    few = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1"]
+    cli = fit(config, in_tmp, monkeypatch, "--trainer.max_steps", "2", *few, "--trainer.num_sanity_val_steps", "0")
+    trainer, metrics = cli.trainer, cli.trainer.callback_metrics
+    assert trainer.global_step == 2
+    score = trainer.checkpoint_callback.best_model_score  # the validation's val/acc or val/loss
+    assert score is not None and torch.isfinite(score) and Path(trainer.checkpoint_callback.best_model_path).is_file()
+    has_test = is_overridden("test_dataloader", cli.datamodule, L.LightningDataModule)
+    assert ("test/acc" in metrics) == has_test  # fit ends with the test wherever the data has a test split
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_config_survives_a_three_step_smoke_run(config, in_tmp, monkeypatch):
+    # As a user's first try: more than three batches an epoch, so training stops before any validation.
+    cli = fit(config, in_tmp, monkeypatch, "--trainer.max_steps", "3")
+    assert cli.trainer.global_step == 3
+    schedules = [c.scheduler for c in cli.trainer.lr_scheduler_configs if isinstance(c.scheduler, WarmupCosine)]
+    for scheduler in schedules:  # sized by this run, not by the config's epochs
+        assert scheduler.total_steps == (3 if cli.trainer.lr_scheduler_configs[0].interval == "step" else cli.trainer.max_epochs)
+
+
+def plain(value):
+    return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_config_builds_what_it_says_on_two_ddp_processes(config, in_tmp):
+    settings = shipped(config)
+    ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"]
+    cli = AppCLI(args=["--config", str(config), "--trainer.logger", "false", *ddp], run=False)
+    assert isinstance(cli.trainer.strategy, DDPStrategy) and cli.trainer.num_devices == 2
+    assert cli.trainer.max_epochs == settings["trainer"]["max_epochs"]
+    assert settings["model"]["class_path"].endswith(f".{type(cli.model).__name__}")
+    for name, value in (settings["model"].get("init_args") or {}).items():
+        assert plain(cli.model.hparams[name]) == value, f"{config.name}: model.{name}"
+    assert type(cli.datamodule) is data_class(settings)
+    for name, value in settings["data"]["init_args"].items():
+        if hasattr(cli.datamodule, name):  # an argument kept under its own name
+            found = getattr(cli.datamodule, name)
+            assert (str(found) if isinstance(found, Path) else plain(found)) == value, f"{config.name}: data.{name}"
+
+
+def measured() -> dict[str, dict[str, str]]:
+    """The rows of docs/results.md by config: column name -> cell."""
+    lines = [line for line in RESULTS.read_text().splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
+    return {row["config"]: row for row in rows}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_config_header_states_its_command_and_only_measured_results(config):
+    lines = config.read_text().splitlines()
+    header = " ".join(line.lstrip("# ") for line in lines[: next(i for i, line in enumerate(lines) if line[:1] != "#")])
+    command = f"# python -m lightning_app fit --config configs/{config.name}"
+    assert lines[0] == command, f"{config.name} must start with its command"
+    assert "docs/results.md" in header, f"{config.name}: name the results table (docs/results.md) in the header"
+    row = measured().get(config.stem, {})
+    more = dict(item.rsplit(" ", 1) for item in row.get("more", "").split(", ") if " " in item)  # "val/knn_acc 97.92%"
+    claims = CLAIMS[0].findall(header) + [(metric, number, percent) for number, percent, metric in CLAIMS[1].findall(header)]
+    for metric, number, percent in claims:
+        metric = metric.replace("validation", "val")
+        cell = row.get("value") if metric == row.get("metric") else more.get(metric)
+        assert cell, f"{config.name} claims {metric} {number}{percent}, which docs/results.md does not measure"
+        value = float(cell.rstrip("%"))
+        assert abs(float(number) - value) <= TOLERANCE[percent], f"{config.name}: {metric} {number}, measured {cell}"
+
+
+def test_a_data_module_without_a_fake_writer_is_named(tmp_path, monkeypatch):
+    class Unseen(L.LightningDataModule):
+        pass
+
+    with pytest.raises(LookupError, match="no fake_unseen.*for datamodules.Unseen"):
+        fake_data_args(Unseen, tmp_path, monkeypatch)

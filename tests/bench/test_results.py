@@ -1,7 +1,8 @@
-"""bench/results.py: rows come from the runs it makes, missing configs are noted, the README keeps its text."""
+"""bench/results.py: one entry per file in configs/, rows from the runs it makes, reasons for the rest, pages replaced."""
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,32 +11,57 @@ ROOT = Path(__file__).parents[2]
 spec = importlib.util.spec_from_file_location("bench_results", ROOT / "bench" / "results.py")
 results = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(results)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny runs: a second thread only waits
+README = "# Title\nintro\n{start}\n{table}\n{end}\n## Next\ntext\n"
 
 
-def test_a_row_reports_its_own_run(tmp_path):
-    row = results.run(results.Experiment("digits_mlp", "digits", epochs=1), tmp_path, full=False, accelerator="cpu")
-    (summary_path,) = (tmp_path / "runs" / "digits_mlp").rglob("summary.json")
-    summary = json.loads(summary_path.read_text())
-    assert row["model x data"] == "MLP x Digits" and row["epochs"] == "1" and row["parameters"] == "17,226"
-    assert row["metric"] == "test accuracy" and row["value"] == f"{100 * summary['test']['test/acc']:.2f}%"
-    table = results.markdown([row, {"config": "cifar10_cnn", "note": "no cifar10 data offline"}], "cmd", "cpu")
-    assert "| MLP x Digits | digits_mlp | test accuracy |" in table
-    assert "- `cifar10_cnn`: no cifar10 data offline" in table and "Digits: scikit-learn" in table
+def configs(folder: Path, *names: str) -> Path:
+    folder.mkdir()
+    for name in names:
+        shutil.copy(ROOT / "configs" / f"{name}.yaml", folder)
+    return folder
 
 
-def test_missing_config_and_data_are_skipped_with_a_note(tmp_path):
-    missing = results.run(results.Experiment("no_such_config", "digits"), tmp_path, False, "cpu")
-    assert missing == {"config": "no_such_config", "note": "config not on this branch"}
-    no_data = results.run(results.Experiment("digits_mlp", "cifar10"), tmp_path, False, "cpu")
-    assert no_data["note"] == "no cifar10 data offline"
-
-
-def test_readme_is_rewritten_only_between_the_markers(tmp_path):
+def test_every_config_in_the_folder_gets_a_row_or_a_reason(tmp_path):
+    folder = configs(tmp_path / "configs", "digits_knn", "cifar10_knn", "shakespeare_gpt_gpu")
+    (folder / "my_new_knn.yaml").write_text((folder / "cifar10_knn.yaml").read_text().replace("k: 5", "k: 1"))
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\nintro\n{results.START}\nold table\n{results.END}\n## Next\ntext\n")
-    for _ in range(2):  # idempotent
-        results.write_between_markers(readme, "| new | table |")
-        assert readme.read_text() == f"# Title\nintro\n{results.START}\n| new | table |\n{results.END}\n## Next\ntext\n"
+    readme.write_text(README.format(start=results.START, table="old", end=results.END))
+    shared = tmp_path / "shared"  # holds nothing: the Text config is not run for want of data
+    args = ["--configs", str(folder), "--shared", str(shared), "--workdir", str(tmp_path / "work")]
+    args += ["--output", str(tmp_path / "docs" / "results.md"), "--readme", str(readme)]
+    for _ in range(2):  # a rerun replaces the page, the README's block and the runs
+        rows = results.cli(args)
+        page = (tmp_path / "docs" / "results.md").read_text()
+        assert [row["config"] for row in rows] == ["cifar10_knn", "digits_knn", "my_new_knn", "shakespeare_gpt_gpu"]
+        (summary,) = [json.loads(p.read_text()) for p in (tmp_path / "work" / "runs" / "digits_knn").rglob("summary.json")]
+        accuracy = f"{100 * summary['test']['test/acc']:.2f}%"
+        assert f"| digits_knn | KNN x Digits | test accuracy | {accuracy} | - | 0 | 1 | 6 |" in page  # its own run's
+        assert "- `cifar10_knn`: no CIFAR10 data offline" in page and "- `my_new_knn`: no CIFAR10 data offline" in page
+        assert "- `shakespeare_gpt_gpu`: its data is missing or wrong here: [Errno 2] No such file" in page
+        assert "CPU capability" in page and f"`python bench/results.py {' '.join(args)}`" in page and " s in all." in page
+        head, block = readme.read_text().split(results.START)
+        assert head == "# Title\nintro\n" and block.endswith(f"{results.END}\n## Next\ntext\n")
+        assert f"| digits_knn | KNN x Digits | test accuracy | {accuracy} | [results](docs/results.md) |" in block
+
+
+def test_gpu_configs_wait_for_a_gpu_and_wrong_data_or_a_broken_config_is_a_note(tmp_path):
+    gpu = tmp_path / "digits_knn_gpu.yaml"
+    gpu.write_text((ROOT / "configs" / "digits_knn.yaml").read_text().replace("precision: 32-true", "precision: bf16-mixed"))
+    assert results.plan(gpu, "cpu", tmp_path, tmp_path).startswith("written for a GPU (precision: bf16-mixed)")
+    assert results.plan(gpu, "gpu", tmp_path, tmp_path) == []  # Digits needs no files
+    (tmp_path / "tinyshakespeare").mkdir()
+    (tmp_path / "tinyshakespeare" / "input.txt").write_text("not Tiny Shakespeare")
+    note = results.plan(ROOT / "configs" / "shakespeare_gpt.yaml", "cpu", tmp_path, tmp_path)
+    assert note.startswith("its data is missing or wrong here") and "not Tiny Shakespeare (its MD5 differs" in note
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((ROOT / "configs" / "digits_knn.yaml").read_text().replace("k: 3", "k: 0"))
+    note = results.run(broken, [], tmp_path, "cpu")["note"]
+    assert note.startswith("failed: ValueError") and "k=0: a vote needs at least one neighbour" in note
+
+
+def test_readme_without_markers_is_left_alone(tmp_path):
+    readme = tmp_path / "README.md"
     readme.write_text("no markers")
-    with pytest.raises(SystemExit, match="no `<!-- results:start -->`"):
-        results.write_between_markers(readme, "x")
+    assert not results.write_between_markers(readme, "x") and readme.read_text() == "no markers"
+    assert not results.write_between_markers(tmp_path / "missing.md", "x")

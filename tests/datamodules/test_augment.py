@@ -1,4 +1,5 @@
-"""Batch augmentation: each transform does what it says, draws are seeded, val/test untouched."""
+"""Batch augmentation: each transform does what it says, draws are seeded, val/test untouched,
+and the batch index the draws are seeded by is what Lightning's counter says it is."""
 
 from types import SimpleNamespace
 
@@ -6,9 +7,9 @@ import lightning as L
 import pytest
 import torch
 
-from datamodules import CIFAR10
-from datamodules.augment import augment_generator, cutout, random_crop_flip
-from modules import CNN
+from datamodules import CIFAR10, Digits, cifar
+from datamodules.augment import augment_generator, cutout, random_crop_flip, training_batch_index
+from modules import CNN, MLP
 from tests.fakes import accept_archive, write_cifar10_archive
 
 
@@ -73,13 +74,14 @@ def test_augmentation_is_seeded_by_seed_step_and_rank():
     assert not torch.equal(run(0, 5, 0), run(1, 5, 0))
 
 
-def fake_trainer(training: bool, step: int = 0, rank: int = 0):
-    progress = SimpleNamespace(total=SimpleNamespace(ready=step))
-    fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
-    return SimpleNamespace(training=training, global_rank=rank, fit_loop=fit_loop)
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    """Makes trainers that state their batch index; the real counter is pinned by the tests at the end."""
+    monkeypatch.setattr(cifar, "training_batch_index", lambda trainer: trainer.batch_index)
+    return lambda training, step=0, rank=0: SimpleNamespace(training=training, global_rank=rank, batch_index=step)
 
 
-def test_only_training_batches_are_augmented():
+def test_only_training_batches_are_augmented(fake_trainer):
     data = CIFAR10(cutout=8)
     images, labels = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8), torch.zeros(32, dtype=torch.int64)
     data.trainer = fake_trainer(training=False)
@@ -94,7 +96,7 @@ def test_only_training_batches_are_augmented():
     assert torch.equal(trained, data.on_after_batch_transfer((images, labels), 0)[0])  # same step, same draws
 
 
-def test_each_ddp_rank_draws_its_own_augmentation():
+def test_each_ddp_rank_draws_its_own_augmentation(fake_trainer):
     images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
     ranks = [CIFAR10(cutout=8), CIFAR10(cutout=8)]
     for rank, data in enumerate(ranks):
@@ -127,3 +129,38 @@ def test_fit_twice_augments_identically(tmp_path, monkeypatch):
     first, second = fit(), fit()
     assert len(first) == 6  # 36 training images, 3 batches, 2 epochs
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+class RecordedIndices(Digits):
+    """Digits whose (identity) augmentation records the batch index it would be seeded by."""
+
+    def __init__(self) -> None:
+        super().__init__(batch_size=300)  # 1,294 training images: 5 batches an epoch
+        self.indices: list[int] = []
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        self.indices.append(training_batch_index(self.trainer))
+        return images
+
+
+def fit_recording(tmp_path, ckpt_path=None, **trainer_args) -> tuple[RecordedIndices, L.Trainer]:
+    data = RecordedIndices()
+    trainer = L.Trainer(max_epochs=2, limit_val_batches=0, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, **trainer_args)
+    trainer.fit(MLP(input_shape=(1, 8, 8), hidden_sizes=[8]), datamodule=data, ckpt_path=ckpt_path)
+    return data, trainer
+
+
+def test_the_batch_index_counts_every_training_batch_of_the_run_not_optimizer_steps(tmp_path):
+    data, trainer = fit_recording(tmp_path, accumulate_grad_batches=2, enable_checkpointing=False)
+    assert data.indices == list(range(10))
+    assert trainer.global_step == 6  # 3 optimizer steps an epoch (2 + 2 + 1 batches): not a batch index
+
+
+def test_the_batch_index_continues_after_a_mid_epoch_resume(tmp_path):
+    every_3_steps = L.pytorch.callbacks.ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=3, save_top_k=-1)
+    data, _ = fit_recording(tmp_path, callbacks=[every_3_steps])
+    assert data.indices == list(range(10))
+    for step in (3, 6):  # in the first epoch, and in the second
+        resumed, _ = fit_recording(tmp_path / f"resumed{step}", ckpt_path=tmp_path / f"step={step}.ckpt")
+        assert resumed.indices == list(range(step, 10))

@@ -156,3 +156,23 @@ def test_cifar100_class_count_reaches_the_model(labels, num_classes, in_tmp):
     config = Path(__file__).parents[2] / "configs" / "cifar100_resnet.yaml"
     cli = AppCLI(args=["--config", str(config), "--trainer.logger", "false", "--data.labels", labels], run=False)
     assert cli.model.classifier.out.out_features == num_classes
+
+
+def test_a_refused_archive_leaves_no_file_behind(tmp_path, monkeypatch):
+    # Every record file is good, and then a member points outside: the archive is refused as a whole.
+    archive = write_cifar10_archive(tmp_path)
+    with tarfile.open(archive, "r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}
+    accept_archive(monkeypatch, write_tar_gz(archive, {**members, "../escaped.bin": b"x"}), CIFAR10)
+    data = CIFAR10(data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="would extract outside"):
+        data.prepare_data()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-binary.tar.gz"]  # no record file, no staging
+    with pytest.raises(FileNotFoundError, match="data_batch_1.bin is missing"):  # the next run does not train on them
+        data.setup("fit")
+
+
+def test_data_dir_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "cifar10").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="cifar10 is a file: give a folder"):
+        CIFAR10(data_dir=str(tmp_path / "cifar10"))

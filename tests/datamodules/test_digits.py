@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from datamodules import Digits
@@ -22,3 +23,25 @@ def test_batches_are_normalised_on_transfer():
     images, labels = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)
     assert images.dtype == torch.float32 and labels.dtype == torch.int64
     assert abs(images.mean().item()) < 0.1 and abs(images.std().item() - 1) < 0.1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"test_split": -0.1}, r"test_split must be in \[0, 1\), got -0.1"),
+        ({"test_split": 1.0}, r"test_split must be in \[0, 1\), got 1.0"),
+        ({"val_split": 1.5}, r"val_split must be in \[0, 1\), got 1.5"),
+        ({"batch_size": 0}, "batch_size must be 1 or more, got 0"),
+        ({"batch_size": -64}, "batch_size must be 1 or more, got -64"),
+    ],
+)
+def test_an_argument_out_of_range_is_named_with_its_range(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        Digits(**arguments)
+
+
+def test_a_split_without_images_is_an_error_not_a_run_on_nothing():
+    data = Digits(test_split=0.0)
+    data.setup("fit")  # training is possible
+    with pytest.raises(ValueError, match="Digits: the test split has no images; check the data files and the split"):
+        data.setup("test")

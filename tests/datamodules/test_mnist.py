@@ -127,3 +127,15 @@ def test_download_with_wrong_checksum_everywhere_fails(mirror, tmp_path):
 
 def test_idx_bytes_header():
     assert idx_bytes(np.zeros((2, 3), dtype=np.uint8))[:12] == bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3])
+
+
+def test_data_dir_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "mnist").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match=rf"data_dir {tmp_path / 'mnist'} is a file: give a folder"):
+        MNIST(data_dir=str(tmp_path / "mnist"))
+
+
+def test_files_without_images_are_an_error(tmp_path):
+    data = MNIST(data_dir=str(write_mnist(tmp_path / "mnist", n_train=0)))
+    with pytest.raises(ValueError, match="MNIST: the train split has no images"):
+        data.setup("fit")

@@ -129,3 +129,15 @@ def test_bad_text_files_are_clear_errors(tmp_path, content, kwargs, error, match
         path.write_bytes(content)
     with pytest.raises(error, match=match):
         Text(path=str(path), **kwargs).vocab
+
+
+@pytest.mark.parametrize("name", ["block_size", "batch_size", "batches_per_epoch"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_size_below_one_is_named(text_file, name, value):
+    with pytest.raises(ValueError, match=f"{name} must be 1 or more, got {value}"):
+        Text(path=str(text_file), **{name: value})
+
+
+def test_data_dir_that_is_a_file_is_named(text_file):
+    with pytest.raises(NotADirectoryError, match=f"data_dir {text_file} is a file"):
+        Text(data_dir=str(text_file))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 import yaml
 
 from lightning_app.cli import main
+from lightning_app.tracking import wandb_offline
 
 ROOT = Path(__file__).parents[2]
 MLP_CONFIG = str(ROOT / "configs" / "mnist_mlp.yaml")
@@ -94,6 +96,7 @@ def test_bf16_mixed_on_cpu(mnist_dir, in_tmp):
     assert cli.trainer.callback_metrics["test/acc"].item() > 0.8
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(mnist_dir, in_tmp):
     # WANDB_SERVICE, left by this process's earlier runs, would make the child log through our service.
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
@@ -109,3 +112,23 @@ def test_ddp_two_cpu_processes(mnist_dir, in_tmp):
     # The synchronised test accuracy of two ranks equals one process's accuracy on the whole split.
     single = main(["test", *quick(mnist_dir, "--trainer.logger", "false"), "--ckpt_path", str(best)])
     assert run["summary"]["test/acc"] == pytest.approx(single.trainer.callback_metrics["test/acc"].item())
+
+
+@pytest.mark.parametrize("model", ["modules.Transformer", "modules.RNN"])
+def test_a_language_model_on_images_names_both_classes(model, in_tmp):
+    with pytest.raises(ValueError, match=rf"{model.split('.')[1]} needs `vocab`, which Digits does not provide"):
+        main(["fit", "--model", model, "--data", "datamodules.Digits", "--trainer.logger", "false"])
+
+
+def test_wandb_with_a_key_and_no_network_goes_offline_at_once(mnist_dir, in_tmp, monkeypatch):
+    with socket.socket() as closed:  # bound, never listening: connections to it are refused
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        monkeypatch.setenv("WANDB_API_KEY", "0" * 40)  # a fake key, never sent anywhere
+        monkeypatch.delenv("WANDB_MODE")
+        with pytest.warns(UserWarning, match=r"127\.0\.0\.1:\d+ is not reachable .*WANDB_MODE=offline"):
+            assert wandb_offline()
+        with pytest.warns(UserWarning, match="is not reachable"):
+            main(["fit", *quick(mnist_dir, "--trainer.max_epochs", "1", "--test_after_fit", "false")])
+    (run,) = (in_tmp / "runs" / "wandb").glob("offline-run-*")
+    assert wandb_run(run)["config"]["model"]["class_path"] == "modules.MLP"

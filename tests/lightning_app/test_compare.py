@@ -2,8 +2,10 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 import wandb
 import yaml
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args, load_sweep_config
@@ -11,6 +13,7 @@ from wandb.sdk.lib.config_util import save_config_file_from_dict
 
 from lightning_app import compare
 from lightning_app.cli import main
+from lightning_app.summary import RunSummary
 
 ROOT = Path(__file__).parents[2]
 SWEEP = ROOT / "configs/sweeps/digits_mlp_sweep.yaml"
@@ -114,3 +117,57 @@ def test_compare_says_when_there_are_no_runs(tmp_path):
 def test_flatten_names_keys_without_init_args():
     flat = compare.flatten({"model": {"class_path": "m.MLP", "init_args": {"hidden_sizes": [8, 4], "dropout": 0.1}}})
     assert flat == {"model.class_path": "m.MLP", "model.hidden_sizes": "[8, 4]", "model.dropout": 0.1}
+
+
+def write_run(folder: Path, summary: str, metrics: list[str], config: str = "model:\n  init_args:\n    dropout: 0.1\n") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(summary)
+    (folder / "metrics.jsonl").write_text("".join(line + "\n" for line in metrics))
+    (folder / "config.yaml").write_text(config)
+    return folder
+
+
+def epoch(number: int, **metrics) -> str:
+    return json.dumps({"epoch": number, "step": 10 * (number + 1), "time": 1.0, **metrics})
+
+
+def test_compare_leaves_out_what_it_cannot_read_and_names_the_file(tmp_path):
+    summary = json.dumps({"model": "MLP", "data": "Digits", "status": "finished"})
+    write_run(tmp_path / "good", summary, [epoch(0, **{"val/acc": 0.5}), epoch(1, **{"val/acc": 0.75})])
+    write_run(tmp_path / "bad_summary", '{"model": "MLP", "da', [epoch(0)])
+    write_run(tmp_path / "bad_config", summary, [epoch(0)], config="model: [unclosed\n")
+    write_run(tmp_path / "bad_line", summary, [epoch(0, **{"val/acc": 0.25}), '{"epoch": 1, "val/a', '"no epoch"'])
+    with pytest.warns(UserWarning) as caught:
+        text = compare.main([str(tmp_path)])
+    warned = "\n".join(str(w.message) for w in caught)
+    assert str(tmp_path / "bad_summary" / "summary.json") in warned and str(tmp_path / "bad_config" / "config.yaml") in warned
+    assert f"{tmp_path / 'bad_line' / 'metrics.jsonl'}, line 2: skipped" in warned and "line 3: skipped" in warned
+    rows = {row.split("|")[1].strip(): row for row in text.splitlines()[2:]}
+    assert sorted(rows) == ["bad_line", "good"]  # the rest is printed
+    assert "| 0.2500 | 0.2500 |" in rows["bad_line"] and "| 0.7500 | 0.7500 |" in rows["good"]
+
+
+def test_a_later_line_without_metrics_does_not_erase_an_epoch(tmp_path):
+    lines = [epoch(0, **{"train/loss": 2.0, "val/acc": 0.5}), epoch(1, **{"val/acc": 0.6}), epoch(0)]  # a resume closing epoch 0
+    run = compare.load_run(write_run(tmp_path / "resumed", "{}", lines))
+    assert [record.get("val/acc") for record in run.history] == [0.5, 0.6]
+
+
+def test_an_epoch_without_metrics_writes_no_line(tmp_path):
+    # What a resumed run sees when it only closes the epoch its checkpoint ended: no metric logged yet.
+    summary = RunSummary()
+    trainer = SimpleNamespace(
+        is_global_zero=True, logger=None, default_root_dir=str(tmp_path), datamodule=None, precision="32-true",
+        world_size=1, num_nodes=1, strategy=SimpleNamespace(root_device=torch.device("cpu")),
+        callback_metrics={}, current_epoch=0, global_step=3,
+    )  # fmt: skip
+    module = torch.nn.Linear(2, 2)
+    summary.setup(trainer, module, "fit")
+    summary.on_fit_start(trainer, module)
+    summary.on_train_epoch_end(trainer, module)
+    summary.on_train_end(trainer, module)
+    assert not (tmp_path / "metrics.jsonl").exists()
+    trainer.callback_metrics = {"train/loss": torch.tensor(1.5)}
+    summary.on_train_epoch_end(trainer, module)
+    summary.on_train_end(trainer, module)
+    assert json.loads((tmp_path / "metrics.jsonl").read_text())["train/loss"] == 1.5

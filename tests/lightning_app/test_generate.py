@@ -57,6 +57,15 @@ def test_fit_then_generate_without_the_data_file(config, in_tmp):
     assert run.stdout == Path("same.txt").read_text()
 
 
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [("top_k", 0, "--top_k must be 1 or more, got 0"), ("num_samples", 0, "--num_samples must be 1 or more, got 0"),
+     ("length", -1, "--length must be 0 or more, got -1"), ("temperature", -0.5, "--temperature must be 0 or more")],
+)  # fmt: skip
+def test_a_bad_argument_is_named_with_its_range(argument, value, message):
+    with pytest.raises(ValueError, match=message):
+        generate("never-read.ckpt", **{argument: value})
+
 
 @pytest.mark.slow
 def test_ddp_validation_loss_equals_one_process(in_tmp):

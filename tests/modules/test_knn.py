@@ -14,16 +14,17 @@ from sklearn.neighbors import KNeighborsClassifier
 from datamodules.base import ImageDataModule
 from lightning_app.cli import main
 from modules import KNN
-from modules import knn_search
+from modules import knn_l2
 from modules.knn_search import nearest_neighbours, vote
 
 METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
 BUDGETS = (2**30, 480, 24 * 12)  # one block; 40 memory rows a block; 24 rows (k + 1 is never split)
+L2_FILTERS = [("l2", "bfloat16"), ("l2", "float32")]  # each forced, whatever this CPU does fast
 
 
-@pytest.mark.parametrize("distance", ["l1", "l2", "cosine"])
+@pytest.mark.parametrize(("distance", "precision"), [("l1", "auto"), ("cosine", "auto"), *L2_FILTERS])
 @pytest.mark.parametrize("weights", ["uniform", "distance"])
-def test_predictions_and_distances_match_scikit_learn_at_any_chunk_size(distance, weights):
+def test_predictions_and_distances_match_scikit_learn_at_any_chunk_size(distance, precision, weights):
     generator = torch.Generator().manual_seed(0)
     memory, queries = torch.randn(300, 20, generator=generator), torch.randn(50, 20, generator=generator)
     labels = torch.randint(0, 4, (300,), generator=generator)
@@ -31,7 +32,7 @@ def test_predictions_and_distances_match_scikit_learn_at_any_chunk_size(distance
     sklearn.fit(memory.numpy(), labels.numpy())
     expected_distances, expected_indices = sklearn.kneighbors(queries.numpy())
     for budget in BUDGETS:
-        distances, indices = nearest_neighbours(queries, memory, 5, distance, budget)
+        distances, indices = nearest_neighbours(queries, memory, 5, distance, budget, precision)
         assert indices.tolist() == expected_indices.tolist()
         found = distances.sqrt() if distance == "l2" else distances  # L2 comes back squared
         torch.testing.assert_close(found, torch.from_numpy(expected_distances).float(), rtol=1e-4, atol=1e-4)
@@ -54,14 +55,21 @@ def test_equal_distances_go_to_the_first_memorised_and_equal_votes_to_the_smalle
 def _reference(queries, memory, k):
     """Every distance summed directly, then a stable full sort: the rule the search must follow."""
     everything = torch.arange(len(memory)).expand(len(queries), -1)
-    return knn_search.exact_sq_l2(queries, memory, everything).sort(dim=1, stable=True).indices[:, :k]
+    return knn_l2.exact_sq_l2(queries, memory, everything).sort(dim=1, stable=True).indices[:, :k]
 
 
 @pytest.mark.parametrize(
-    ("case", "passes"),
-    [("digit-like", 1), ("noise", 2), ("ties", 3)],  # bfloat16 certifies; float32 must; neither can
+    ("case", "precision", "passes"),
+    [
+        ("digit-like", "bfloat16", 1),  # bfloat16 certifies
+        ("noise", "bfloat16", 2),  # float32 must
+        ("ties", "bfloat16", 3),  # neither can: every row is scored
+        ("digit-like", "float32", 1),
+        ("noise", "float32", 1),
+        ("ties", "float32", 2),
+    ],
 )
-def test_l2_filter_and_refine_is_exact_whichever_pass_certifies(case, passes, monkeypatch):
+def test_l2_filter_and_refine_is_exact_whichever_pass_certifies(case, precision, passes, monkeypatch):
     generator = torch.Generator().manual_seed(0)
     if case == "digit-like":  # clusters: the k-th neighbour is far nearer than the 33rd
         centres = torch.randn(5, 64, generator=generator) * 4
@@ -69,25 +77,26 @@ def test_l2_filter_and_refine_is_exact_whichever_pass_certifies(case, passes, mo
         queries = centres + torch.randn(5, 64, generator=generator)
     elif case == "noise":  # 784 uniform pixels, with a bfloat16 bound too wide to certify anything
         memory, queries = torch.rand(2000, 784, generator=generator), torch.rand(5, 784, generator=generator)
-        monkeypatch.setattr(knn_search, "BF16_UNIT", 1.0)
+        monkeypatch.setattr(knn_l2, "BF16_UNIT", 1.0)
     else:  # the origin is at distance exactly 1 from all 128 rows +-e_i, then far from 50 more
         memory = torch.cat([torch.eye(64), -torch.eye(64), 5 + torch.rand(50, 64, generator=generator)])
         memory = memory[torch.randperm(len(memory), generator=generator)]
         queries = torch.zeros(1, 64)
     scored = []
-    exact = knn_search.exact_sq_l2
-    monkeypatch.setattr(knn_search, "exact_sq_l2", lambda *args: scored.append(1) or exact(*args))
-    distances, indices = nearest_neighbours(queries, memory, 3, "l2", 2**30)
+    exact = knn_l2.exact_sq_l2
+    monkeypatch.setattr(knn_l2, "exact_sq_l2", lambda *args: scored.append(1) or exact(*args))
+    distances, indices = nearest_neighbours(queries, memory, 3, "l2", 2**30, precision)
     assert min(len(scored), 3) == passes
     assert indices.tolist() == _reference(queries, memory, 3).tolist()
     if case == "ties":
         assert distances.tolist() == [[1.0, 1.0, 1.0]] and indices[0].tolist() == sorted(indices[0].tolist())
 
 
-def test_l2_with_more_neighbours_than_the_usual_candidates():
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_l2_with_more_neighbours_than_the_usual_candidates(precision):
     generator = torch.Generator().manual_seed(1)
     memory, queries = torch.randn(500, 16, generator=generator), torch.randn(20, 16, generator=generator)
-    distances, indices = nearest_neighbours(queries, memory, 40, "l2", 2**20)
+    distances, indices = nearest_neighbours(queries, memory, 40, "l2", 2**20, precision)
     assert indices.tolist() == _reference(queries, memory, 40).tolist()
     assert bool((distances[:, 1:] >= distances[:, :-1]).all())
 
@@ -125,7 +134,7 @@ def test_fit_memorises_the_training_split_and_test_restores_it_from_the_checkpoi
     args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
     fit = main(["fit", *args])
     train_images, train_labels = fit.datamodule.splits["train"]
-    checkpoint = in_tmp / "runs" / "checkpoints" / "last.ckpt"
+    checkpoint = Path(fit.trainer.checkpoint_callback.dirpath) / "last.ckpt"  # the run's own folder
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert state["memory"].shape == (len(train_images), 64)
     assert sorted(state["memory_labels"].tolist()) == sorted(train_labels.tolist())
@@ -147,6 +156,7 @@ def _metrics(folder: Path) -> dict[str, float]:
     return {key: float(row[key]) for row in rows for key in row if row[key] and key.endswith("acc")}
 
 
+@pytest.mark.slow
 def test_ddp_memorises_shards_and_predicts_exactly_as_one_process(mnist_dir, in_tmp):
     args = ["--config", str(CONFIGS / "mnist_knn.yaml"), "--data.data_dir", str(mnist_dir), "--data.batch_size", "32"]
     args += ["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--checkpoint.save_last", "true"]

@@ -1,0 +1,201 @@
+"""Checkpoint files you can trust: whole, checked before they load, and never running code.
+
+Writing (``AtomicCheckpointIO``, installed for every run by ``FaultTolerance``): ``torch.save`` into
+``<name>.part`` beside the target, fsync, rename over the target. Lightning's own writer goes through
+the system temp folder, and its final move becomes a non-atomic copy when that folder is on another
+filesystem. The SHA-256 of the bytes, taken while they are written (no second read), then goes to
+``<name>.sha256`` in ``sha256sum`` format (``sha256sum -c last.ckpt.sha256`` checks it by hand). The
+old record is removed before the new checkpoint takes its name, so a crash in between leaves a
+checkpoint without a record, never one with a wrong record.
+
+Loading (``load_checkpoint``: the trainer, the CLI, ``generate``): local files only; the record is
+checked first (a mismatch is an error naming the file, a missing record a warning), then
+``torch.load(weights_only=True)``, which unpickles tensors and plain data only. A file is hashed
+once per process: the digest of a file this process wrote, or already checked, is remembered.
+
+When (``ModelCheckpointLast``): Lightning rewrites ``last.ckpt`` only together with a top-k
+checkpoint, that is only when the monitored metric improves, so it goes stale; here it is written at
+every save point and when training ends (and on signals, see ``FaultTolerance``).
+"""
+
+import errno
+import hashlib
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_warn
+
+PARTIAL_SUFFIX = ".part"  # not `.ckpt`, so a half-written file is never taken for a checkpoint
+RECORD_SUFFIX = ".sha256"
+_checked: dict[str, tuple] = {}  # path -> (device, inode, size, mtime) of the file there known to be whole
+
+
+def record_path(path: str | Path) -> Path:
+    return Path(path).with_name(Path(path).name + RECORD_SUFFIX)
+
+
+def _stamp(stat: os.stat_result) -> tuple:
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+class _HashingWriter:
+    """The file ``torch.save`` writes through: hashes every byte; keeps the OSError that torch would wrap."""
+
+    def __init__(self, file) -> None:
+        self.file, self.sha256, self.error = file, hashlib.sha256(), None
+
+    def write(self, data) -> int:
+        try:
+            written = self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+        self.sha256.update(data)
+        return written
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _write_durably(path: Path, write, before_rename=lambda: None) -> None:
+    """``write(file)`` into ``<path>.part``, fsync, rename over ``path``; the partial file never stays."""
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    try:
+        with open(partial, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())  # the bytes reach the disk before the name points at them
+        before_rename()
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Atomic writes with an integrity record; loads that are checked, local and ``weights_only``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if not _is_local_file_protocol(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        digest = []
+
+        def write(file) -> None:
+            writer = _HashingWriter(file)
+            try:
+                torch.save(checkpoint, writer)
+            except RuntimeError:
+                if writer.error is not None:  # torch reports a failed write as "unexpected pos"
+                    raise writer.error from None
+                raise
+            digest.append(writer.sha256.hexdigest())
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The old record goes before the new checkpoint takes the name: never a checkpoint beside a wrong record.
+            _write_durably(path, write, lambda: record_path(path).unlink(missing_ok=True))
+            _write_durably(record_path(path), lambda f: f.write(f"{digest[0]}  {path.name}\n".encode()))
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OSError(
+                    error.errno,
+                    f"No space left to write checkpoint {path} ({os.strerror(error.errno)} in {path.parent}); "
+                    "what that name holds is still a whole checkpoint. Free space there, or write checkpoints to "
+                    "another disk with --checkpoint.dirpath",
+                ) from error
+            raise
+        _checked[str(path.resolve())] = _stamp(path.stat())
+
+    def load_checkpoint(self, path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict[str, Any]:
+        # "cpu" as Lightning's own default does: a checkpoint written on a GPU loads on any machine.
+        if weights_only is False:
+            raise ValueError(f"{path}: weights_only=False is refused; checkpoints load with weights_only=True only")
+        return load_checkpoint(path, map_location)
+
+    def remove_checkpoint(self, path) -> None:
+        super().remove_checkpoint(path)
+        if _is_local_file_protocol(path):
+            record_path(path).unlink(missing_ok=True)
+
+
+def _verify(path: Path, file) -> bool:
+    """Checks the open ``file`` against ``path``'s record; False when ``path`` was replaced meanwhile."""
+    stat = os.fstat(file.fileno())
+    if _checked.get(str(path.resolve())) == _stamp(stat):
+        return True
+    record = record_path(path.resolve())
+    try:
+        expected = record.read_text().split()
+    except FileNotFoundError:
+        rank_zero_warn(f"{path} has no integrity record ({record.name}): it is loaded unchecked")
+        return True
+    sha256 = hashlib.sha256()
+    while block := file.read(1 << 20):
+        sha256.update(block)
+    file.seek(0)
+    if expected[:1] != [sha256.hexdigest()]:
+        if os.stat(path).st_ino != stat.st_ino:  # rewritten while we read: check the new file
+            return False
+        raise ValueError(
+            f"{path} is corrupt: its SHA-256 is {sha256.hexdigest()}, its integrity record {record} says "
+            f"{' '.join(expected[:1]) or 'nothing'}. It was changed after it was written: do not use it "
+            "(take another checkpoint of the run, or train again)"
+        )
+    _checked[str(path.resolve())] = _stamp(stat)
+    return True
+
+
+def load_checkpoint(path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A local checkpoint, checked against its integrity record, unpickled with ``weights_only=True``."""
+    if not _is_local_file_protocol(path):
+        raise ValueError(
+            f"{path}: remote checkpoints are not loaded. A checkpoint is a pickle; only local files are "
+            "loaded, checked against their integrity record and with weights_only=True. Download it from a "
+            "source you trust and pass the local path"
+        )
+    for _ in range(3):
+        with open(path, "rb") as file:
+            if not _verify(Path(path), file):
+                continue
+            try:
+                return torch.load(file, map_location=map_location, weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError) as error:  # a crafted, truncated or foreign file
+                lines = str(error).strip().splitlines() or [type(error).__name__]
+                reason = next((line.split("error: ")[-1] for line in lines if "Unsupported global" in line), lines[0])
+                message = f"{path} is not a checkpoint of tensors and plain data, and is not loaded ({reason.strip()})"
+                raise ValueError(message) from error
+    raise ValueError(f"{path} kept changing while it was read; is a run still writing it?")
+
+
+class ModelCheckpointLast(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is written at every save point and when training ends.
+
+    The save point is the end of each validation (the end of each training epoch when validation runs
+    once per epoch, or not at all), as in Lightning; there ``last.ckpt`` is written even when no top-k
+    checkpoint is.
+    """
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self.write_last(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self.write_last(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.write_last(trainer)
+
+    def write_last(self, trainer) -> None:
+        """Writes ``last.ckpt`` unless it is off or this step is already saved."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -1,0 +1,76 @@
+"""One run per run folder: a lock held while a run uses its folder.
+
+Two processes that resolve to the same run folder (two ``fit --ckpt_path last`` of one experiment, or
+the same ``--trainer.logger.init_args.id``) would interleave one ``metrics.jsonl`` and overwrite each
+other's checkpoints. So a run holds an exclusive ``flock`` on ``<run folder>/run.lock`` from its
+start to its end, and a second process fails at once, naming the folder and the PID that holds it
+(the holder writes it into the file). The kernel releases the lock when its process ends, however it
+ends (SIGKILL included): a lock left behind by a killed run is stale by construction and never blocks
+the next one. Only global rank 0 locks; the other ranks of a DDP run write nothing into the folder.
+"""
+
+import fcntl
+import os
+import socket
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+
+from lightning_app.tracking import run_dir
+
+LOCK_NAME = "run.lock"
+
+
+def lock_folder(folder: Path):
+    """Takes ``folder``'s lock; returns the open file that holds it (closing it releases the lock)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    file = open(folder / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.seek(0)
+        holder = file.read().strip() or "another process"
+        file.close()
+        raise RuntimeError(
+            f"{folder} is in use by {holder}: another run is training there. Wait for it to end, or start "
+            "a new run (without --ckpt_path last, or with another --trainer.logger.init_args.id)"
+        ) from None
+    except OSError as error:  # a filesystem without locks
+        file.close()
+        rank_zero_warn(f"cannot lock {folder} ({error}): make sure no other run uses it at the same time")
+        return None
+    file.truncate(0)
+    file.write(f"PID {os.getpid()} on {socket.gethostname()}\n")
+    file.flush()
+    return file
+
+
+class RunLock(Callback):
+    """Holds the run folder's lock until ``teardown`` (or an exception), on global rank 0.
+
+    The CLI takes it as soon as the folder is known, before a logger starts (a W&B run resumed by a
+    second process would otherwise be opened before that process fails); a new W&B run's folder
+    exists only once the run does, so then it is taken in ``setup``, before anything is written there.
+    """
+
+    def __init__(self) -> None:
+        self._file = None
+
+    def acquire(self, trainer) -> None:
+        if trainer.is_global_zero and self._file is None:
+            self._file = lock_folder(run_dir(trainer))
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.acquire(trainer)
+
+    def _release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._release()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._release()

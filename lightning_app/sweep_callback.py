@@ -1,0 +1,75 @@
+"""The trial's side of ``python -m lightning_app.sweep``: report the sweep metric to Optuna, stop when pruned.
+
+The sweep adds ``--trainer.callbacks+=lightning_app.sweep_callback.SweepTrial`` to each trial's
+command and describes the trial in the environment variable ``LIGHTNING_APP_SWEEP`` (JSON: the
+study's storage URL and name, the trial's id, the metric, the pruner, the sweep's process id). A
+storage URL can hold a database password, so it travels in the environment, never in a config.yaml
+or W&B. Without the variable (a trial's config.yaml rerun by hand) the callback does nothing.
+"""
+
+import json
+import os
+from typing import Any
+
+import optuna
+from lightning.pytorch.callbacks import Callback
+
+from lightning_app.sweep_trials import ENV, open_storage
+from lightning_app.tracking import run_dir
+
+
+def make_pruner(pruning: dict[str, int] | None):
+    """Successive halving (W&B's hyperband, see sweep_file.py), or no pruning."""
+    if not pruning:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.SuccessiveHalvingPruner(**pruning, min_early_stopping_rate=0)
+
+
+class SweepTrial(Callback):
+    """After every validation, reports the sweep metric to the run's Optuna trial and asks the pruner.
+
+    A pruned run stops cleanly (``trainer.should_stop``), so it ends with its checkpoints and
+    summary like any other; the sweep then marks it pruned. Rank 0 talks to the study and
+    broadcasts the decision, so every rank of a multi-device trial stops at the same step.
+    """
+
+    def __init__(self) -> None:
+        spec = os.environ.get(ENV)
+        self.spec: dict[str, Any] | None = json.loads(spec) if spec else None
+        self.trial = None
+        self.validations = 0
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.spec is None or self.trial is not None or not trainer.is_global_zero:
+            return
+        study = optuna.load_study(
+            study_name=self.spec["study"],
+            storage=open_storage(self.spec["storage"]),
+            sampler=optuna.samplers.RandomSampler(),  # the sweep samples; this process only reports
+            pruner=make_pruner(self.spec["pruning"]),
+        )
+        self.trial = optuna.trial.Trial(study, self.spec["trial_id"])
+        self.trial.set_user_attr("run", str(run_dir(trainer).resolve()))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.spec is None or trainer.sanity_checking:
+            return
+        stop = self._report(trainer) if trainer.is_global_zero else False
+        if trainer.strategy.broadcast(stop, src=0):
+            trainer.should_stop = True
+
+    def _report(self, trainer) -> bool:
+        if os.getppid() != self.spec["driver_pid"]:
+            return True  # the sweep process was killed: a later sweep retries this trial from its start
+        metric = self.spec["metric"]
+        if metric not in trainer.callback_metrics:
+            if self.spec["pruning"]:
+                logged = sorted(trainer.callback_metrics)
+                raise ValueError(f"pruning needs the sweep metric {metric!r} after every validation; logged: {logged}")
+            return False  # e.g. a test metric: the sweep reads it from summary.json at the end
+        self.validations += 1
+        self.trial.report(float(trainer.callback_metrics[metric]), self.validations)
+        if not self.trial.should_prune():
+            return False
+        self.trial.set_user_attr("pruned_at", self.validations)
+        return True

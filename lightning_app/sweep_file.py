@@ -1,0 +1,148 @@
+"""A W&B sweep file (what ``wandb sweep`` reads) as an Optuna search and the trials' command line.
+
+The same file runs online (``wandb sweep`` + ``wandb agent``) and offline (``python -m lightning_app.sweep``).
+What the offline command reads, with W&B's meaning (docs.wandb.ai, "sweep configuration options"):
+
+- ``method``: ``grid`` (every combination of ``values``), ``random``, ``bayes`` (Optuna's TPE).
+- ``metric``: ``name`` and ``goal`` (``minimize``, the default, or ``maximize``).
+- ``parameters``: see ``lightning_app/sweep_parameters.py``.
+- ``early_terminate``: ``type: hyperband`` with ``min_iter`` (or ``max_iter`` and ``s``) and ``eta``.
+- ``command`` with the macros ``${env}``, ``${interpreter}``, ``${program}``, ``${args}``.
+- ``program``, ``name``, ``description``, ``project``, ``entity``: read by W&B, ignored offline;
+  ``run_cap``: the number of trials when ``--trials`` is not given.
+
+Anything else is an error that names it, rather than a sweep that silently searches something else.
+"""
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_app.sweep_parameters import Parameter, SweepFileError, parse_parameter
+
+INFORMATIONAL = {"program", "name", "description", "project", "entity", "run_cap"}
+SUPPORTED = INFORMATIONAL | {"method", "metric", "parameters", "early_terminate", "command"}
+DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]  # W&B's default
+
+
+def _pruning(spec: Any) -> dict[str, int] | None:
+    """``early_terminate: {type: hyperband, ...}`` as Optuna's SuccessiveHalvingPruner arguments.
+
+    W&B's hyperband stops a run at each bracket (``min_iter``, ``min_iter * eta``, ...) unless its
+    metric is in the top 1/eta of the runs that reached that bracket: successive halving with
+    ``min_resource = min_iter`` and ``reduction_factor = eta``, counted in reported validations.
+    """
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("type") != "hyperband":
+        raise SweepFileError(f"early_terminate: only `type: hyperband` is supported, got {spec!r}")
+    unknown = sorted(set(spec) - {"type", "min_iter", "max_iter", "s", "eta"})
+    if unknown:
+        raise SweepFileError(f"early_terminate: unsupported keys {unknown}")
+    eta = spec.get("eta", 3)
+    if not isinstance(eta, int) or eta < 2:
+        raise SweepFileError(f"early_terminate: `eta` must be an integer of at least 2, got {eta!r}")
+    if isinstance(spec.get("min_iter"), int) and spec["min_iter"] >= 1:
+        return {"min_resource": spec["min_iter"], "reduction_factor": eta}
+    if isinstance(spec.get("max_iter"), int) and isinstance(spec.get("s"), int):  # brackets max_iter/eta^s, ..., /eta
+        return {"min_resource": max(1, round(spec["max_iter"] / eta ** spec["s"])), "reduction_factor": eta}
+    raise SweepFileError(f"early_terminate: needs a positive integer `min_iter`, or `max_iter` and `s`; got {spec}")
+
+
+def _command(raw: dict) -> list[str]:
+    command = [str(chunk) for chunk in raw.get("command", DEFAULT_COMMAND)]
+    macros = {"${env}", "${interpreter}", "${program}", "${args}"}
+    unknown = [chunk for chunk in command if "${" in chunk and chunk not in macros]
+    if unknown:
+        raise SweepFileError(f"command: unsupported macros {unknown}; the offline sweep expands {sorted(macros)}")
+    if "${args}" not in command:
+        raise SweepFileError("command: needs ${args}, where each trial's `--key=value` overrides go")
+    if "${program}" in command and not raw.get("program"):
+        raise SweepFileError("command: uses ${program} but the file has no `program`")
+    return command
+
+
+@dataclass
+class SweepFile:
+    """A parsed sweep file. ``read`` checks it whole, so a bad file fails before any trial starts."""
+
+    path: Path
+    method: str
+    metric: str
+    goal: str
+    parameters: list[Parameter]
+    command: list[str]
+    program: str | None = None
+    pruning: dict[str, int] | None = None  # SuccessiveHalvingPruner arguments, from early_terminate
+    run_cap: int | None = None
+    identity: dict[str, Any] = field(default_factory=dict)  # what a continued study must share
+
+    @classmethod
+    def read(cls, path: str | Path) -> "SweepFile":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise SweepFileError(f"{path}: cannot read the sweep file: {error}") from None
+        try:
+            return cls._parse(path, raw)
+        except SweepFileError as error:
+            raise SweepFileError(f"{path}: {error}") from None
+
+    @classmethod
+    def _parse(cls, path: Path, raw: Any) -> "SweepFile":
+        if not isinstance(raw, dict):
+            raise SweepFileError("a sweep file is a mapping with `method`, `metric` and `parameters`")
+        unknown = sorted(set(raw) - SUPPORTED)
+        if unknown:
+            raise SweepFileError(f"unsupported keys {unknown}; the offline sweep reads {sorted(SUPPORTED)}")
+        if raw.get("method") not in ("grid", "random", "bayes"):
+            raise SweepFileError(f"`method` must be grid, random or bayes, got {raw.get('method')!r}")
+        metric = raw.get("metric")
+        if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
+            raise SweepFileError("needs `metric` with a `name` (and `goal: maximize` or `minimize`): what it optimises")
+        if sorted(set(metric) - {"name", "goal"}) or metric.get("goal", "minimize") not in ("minimize", "maximize"):
+            raise SweepFileError(f"metric: supported are `name` and `goal` (minimize or maximize), got {metric}")
+        if not isinstance(raw.get("parameters"), dict) or not raw["parameters"]:
+            raise SweepFileError("needs `parameters`: a mapping from config keys to their values or ranges")
+        parameters = [parse_parameter(str(name), spec) for name, spec in raw["parameters"].items()]
+        ranges = [p.name for p in parameters if p.distribution is not None and not p.choices]
+        if raw["method"] == "grid" and ranges:
+            raise SweepFileError(f"method grid needs `values` for every parameter; {ranges} have ranges")
+        run_cap = raw.get("run_cap")
+        if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
+            raise SweepFileError(f"`run_cap` must be a positive integer, got {run_cap!r}")
+        identity = {key: raw[key] for key in ("method", "metric", "parameters")}
+        return cls(
+            path, raw["method"], metric["name"], metric.get("goal", "minimize"), parameters, _command(raw),
+            raw.get("program"), _pruning(raw.get("early_terminate")), run_cap, identity,
+        )  # fmt: skip
+
+    @property
+    def grid(self) -> dict[str, list]:
+        """The swept parameters' choices, as Optuna stores them."""
+        return {p.name: list(p.distribution.choices) for p in self.parameters if p.choices}
+
+    def values(self, trial) -> dict[str, Any]:
+        """Every parameter's value for this trial (constants included), in the file's order."""
+        return {p.name: p.suggest(trial) for p in self.parameters}
+
+    def command_line(self, values: dict[str, Any], extra: list[str]) -> list[str]:
+        """The command with its macros expanded as ``wandb agent`` expands them; ``extra`` follows ``${args}``."""
+        line = []
+        for chunk in self.command:
+            if chunk == "${env}":
+                line += ["/usr/bin/env"] if os.name == "posix" else []
+            elif chunk == "${interpreter}":
+                line.append(sys.executable)  # this environment's Python, where the agent runs `python`
+            elif chunk == "${program}":
+                line.append(str(self.program))
+            elif chunk == "${args}":
+                line += [f"--{name}={value}" for name, value in values.items()] + extra  # the agent's format
+            else:
+                line.append(chunk)
+        return line

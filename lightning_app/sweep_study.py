@@ -1,0 +1,104 @@
+"""The study's bookkeeping: opening it, counting its trials, and queueing again the trials of dead sweeps.
+
+``--trials`` counts the whole study: finished trials (complete, pruned, or failed by themselves)
+and running ones, on any machine. A trial whose sweep process died is failed and queued again
+with the same parameters (up to 3 times): the retry replaces it in the count. Optuna notices a
+dead sweep by its trial's heartbeat going stale; on the machine it ran on, a sweep that finds
+the process gone does not wait for that.
+"""
+
+import copy
+import json
+import os
+
+import optuna
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from lightning_app.sweep_file import SweepFile
+from lightning_app.sweep_trials import HOST, open_storage
+
+STATES = optuna.trial.TrialState
+RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)  # then a trial counts as failed
+
+
+def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queues a failed trial again, same parameters; what its run recorded (host, run folder) is not copied."""
+    fresh = copy.copy(trial)
+    fresh.user_attrs = {}
+    RETRY(study, fresh)
+
+
+def hidden(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "the --storage URL"
+
+
+def open_study(sweep: SweepFile, name: str, url: str, seed: int, heartbeat: int) -> tuple[optuna.Study, optuna.Study]:
+    """The study with this sweep's sampler, and the same study with a RandomSampler, for bookkeeping.
+
+    The second one fails and requeues trials: a GridSampler's ``tell`` stops the optimize loop,
+    which is not running then.
+    """
+    if sweep.method == "grid":
+        sampler = optuna.samplers.GridSampler(sweep.grid, seed=0)  # one order on every worker, so they share it out
+    elif sweep.method == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:  # the constant liar keeps parallel workers off each other's running points
+        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    try:
+        storage = open_storage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                               heartbeat_stale_trial_callback=retry)  # fmt: skip
+        study = optuna.create_study(storage=storage, sampler=sampler, study_name=name, direction=sweep.goal,
+                                    load_if_exists=True)  # fmt: skip
+    except (SQLAlchemyError, ImportError, ValueError) as error:
+        raise SystemExit(f"error: cannot open study {name!r} in {hidden(url)}: {error}") from None
+    identity = json.loads(json.dumps(sweep.identity))  # as the storage returns it
+    stored = study.user_attrs.get("sweep")
+    if stored is None:
+        study.set_user_attr("sweep", identity)
+    elif stored != identity:
+        raise SystemExit(f"error: study {name!r} in {hidden(url)} comes from another sweep (method, metric or "
+                         "parameters differ): give this one its own --name")  # fmt: skip
+    return study, optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler())
+
+
+def tally(study: optuna.Study) -> tuple[int, int]:
+    """(finished, running) trials; a failed trial that was queued again counts through its retry."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {number for trial in trials for number in RETRY.retry_history(trial)}
+    done = (STATES.COMPLETE, STATES.PRUNED)
+    finished = sum(t.state in done or (t.state == STATES.FAIL and t.number not in retried) for t in trials)
+    return finished, sum(t.state == STATES.RUNNING for t in trials)
+
+
+def requeue(admin: optuna.Study, numbers: set[int]) -> None:
+    """Fails these trials if they still run, and queues each again (same parameters) for the next worker."""
+    for number in sorted(numbers):
+        if admin.get_trials(deepcopy=False)[number].state == STATES.RUNNING:
+            admin.tell(number, state=STATES.FAIL, skip_if_finished=True)  # another sweep may have just done it
+        trials = admin.get_trials(deepcopy=False)
+        if trials[number].state == STATES.FAIL and not any(number in RETRY.retry_history(t) for t in trials):
+            retry(admin, trials[number])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def fail_orphans(admin: optuna.Study) -> None:
+    """Fails and requeues the running trials of this machine whose sweep process is gone."""
+    dead = set()
+    for trial in admin.get_trials(deepcopy=False, states=(STATES.RUNNING,)):
+        # A trial just started may not have its driver_pid yet: taken for alive.
+        if trial.user_attrs.get("host") == HOST and not alive(trial.user_attrs.get("driver_pid", os.getpid())):
+            dead.add(trial.number)
+    requeue(admin, dead)

@@ -1,0 +1,64 @@
+"""The trial's callback, in a real fit in this process: reports, prunes, stops when its sweep is gone."""
+
+import json
+import os
+from pathlib import Path
+
+import optuna
+import pytest
+
+from lightning_app.cli import main
+from lightning_app.sweep_callback import make_pruner
+from lightning_app.sweep_trials import CALLBACK, ENV
+
+CONFIG = str(Path(__file__).parents[2] / "configs/digits_mlp.yaml")
+EPOCHS = 3
+STORAGE = "sqlite:///study.db"  # in the test's own folder
+ARGS = [
+    "fit", "--config", CONFIG, f"--trainer.max_epochs={EPOCHS}", "--trainer.logger=false", "--test_after_fit=false",
+    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", f"--trainer.callbacks+={CALLBACK}",
+    "--trainer.limit_train_batches=2", "--trainer.num_sanity_val_steps=0",
+]  # fmt: skip
+
+
+@pytest.fixture
+def study(in_tmp):
+    """A study where an earlier trial reached val/acc_best 1.0 at the first validation: a bar nothing beats."""
+    pruner = make_pruner({"min_resource": 1, "reduction_factor": 2})
+    study = optuna.create_study(study_name="s", storage=STORAGE, direction="maximize", pruner=pruner)
+    earlier = study.ask()
+    earlier.report(1.0, 1)
+    assert not earlier.should_prune()  # the pruner records it as the first to reach validation 1
+    study.tell(earlier, 1.0)
+    return study
+
+
+def fit_as_trial(monkeypatch, study, pruning, driver_pid=None):
+    trial = study.ask()
+    spec = {"study": "s", "storage": STORAGE, "metric": "val/acc_best", "pruning": pruning,
+            "trial_id": trial._trial_id, "driver_pid": driver_pid or os.getppid()}  # fmt: skip
+    monkeypatch.setenv(ENV, json.dumps(spec))
+    return main(ARGS).trainer, study.get_trials()[trial.number]
+
+
+def test_a_pruned_run_stops_cleanly_after_the_validation_that_pruned_it(monkeypatch, study):
+    trainer, trial = fit_as_trial(monkeypatch, study, {"min_resource": 1, "reduction_factor": 2})
+    assert trainer.current_epoch == 1 and trainer.state.status == "finished"  # one epoch of three, no error
+    assert trial.user_attrs["pruned_at"] == 1 and list(trial.intermediate_values) == [1]
+    assert trial.intermediate_values[1] == pytest.approx(float(trainer.callback_metrics["val/acc_best"]))
+
+
+def test_without_pruning_every_validation_is_reported_and_the_run_goes_on(monkeypatch, study):
+    trainer, trial = fit_as_trial(monkeypatch, study, None)
+    assert trainer.current_epoch == EPOCHS and list(trial.intermediate_values) == [1, 2, 3]
+    assert "pruned_at" not in trial.user_attrs
+
+
+def test_a_run_whose_sweep_is_gone_stops(monkeypatch, study):
+    trainer, trial = fit_as_trial(monkeypatch, study, None, driver_pid=-1)  # not this process's parent
+    assert trainer.current_epoch == 1 and trial.intermediate_values == {}
+
+
+def test_outside_a_sweep_the_callback_does_nothing(monkeypatch, in_tmp):
+    monkeypatch.delenv(ENV, raising=False)
+    assert main(ARGS).trainer.current_epoch == EPOCHS

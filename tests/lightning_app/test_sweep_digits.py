@@ -1,0 +1,89 @@
+"""Sweeps of real `fit` runs on Digits (1-3 epochs of small MLPs), each trial its own subprocess."""
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from lightning_app import sweep as sweep_cli
+from lightning_app.cli import main as fit
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
+STATES = optuna.trial.TrialState
+CONFIG = Path(__file__).parents[2] / "configs/digits_mlp.yaml"
+QUIET = {"trainer.enable_progress_bar": {"value": False}, "trainer.enable_model_summary": {"value": False}}
+
+
+def write_sweep(folder: Path, parameters: dict, epochs: int = 1, **keys) -> str:
+    spec = {
+        "method": "grid",
+        "metric": {"name": "val/acc_best", "goal": "maximize"},
+        "parameters": {**parameters, "trainer.max_epochs": {"value": epochs}, **QUIET},
+        "command": ["${env}", "${interpreter}", "-m", "lightning_app", "fit", "--config", str(CONFIG), "${args}"],
+        **keys,
+    }
+    (folder / "digits.yaml").write_text(yaml.safe_dump(spec))
+    return str(folder / "digits.yaml")
+
+
+def summary(trial: optuna.trial.FrozenTrial) -> dict:
+    return json.loads((Path(trial.user_attrs["run"]) / "summary.json").read_text())
+
+
+def test_a_2x2_grid_runs_4_trials_and_best_yaml_reproduces_the_best(in_tmp):
+    widths, rates = [[16], [32, 16]], [1.0e-3, 1.0e-2]
+    path = write_sweep(in_tmp, {"model.init_args.hidden_sizes": {"values": widths}, "optimizer.init_args.lr": {"values": rates}})
+    study = sweep_cli.main([path])
+    done = study.get_trials(states=(STATES.COMPLETE,))
+    assert len(study.trials) == len(done) == 4
+    runs = [Path(t.user_attrs["run"]) for t in done]
+    assert len(set(runs)) == 4 and {run.parent for run in runs} == {in_tmp / "runs/lightning_app"}
+    chosen = set()
+    for trial, run in zip(done, runs):
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        values = (config["model"]["init_args"]["hidden_sizes"], config["optimizer"]["init_args"]["lr"])
+        assert (str(values[0]), values[1]) == (trial.params["model.init_args.hidden_sizes"], trial.params["optimizer.init_args.lr"])
+        assert config["trainer"]["logger"]["dict_kwargs"]["group"] == "digits"  # the W&B group is the sweep
+        assert list((in_tmp / "runs/wandb").glob(f"offline-run-*-{run.name}"))  # and each trial a W&B run
+        assert summary(trial)["last"]["val/acc_best"] == trial.value
+        chosen.add((str(values[0]), values[1]))
+    assert chosen == {(str(w), r) for w in widths for r in rates}
+    assert (in_tmp / "runs/sweeps/digits/trials.md").read_text().count("| complete |") == 4
+    for plot in ("history.png", "importances.png", "curves.png"):
+        assert (in_tmp / "runs/sweeps/digits" / plot).read_bytes()[:4] == b"\x89PNG"
+
+    before = set((in_tmp / "runs/lightning_app").iterdir())
+    fit(["fit", "--config", "runs/sweeps/digits/best.yaml"])
+    (rerun,) = set((in_tmp / "runs/lightning_app").iterdir()) - before  # a new run, the trials untouched
+    again = json.loads((rerun / "summary.json").read_text())["last"]["val/acc_best"]
+    assert again == pytest.approx(study.best_value, abs=1e-6)
+
+
+def test_pruning_stops_a_hopeless_trial_before_its_last_epoch(in_tmp):
+    rates = {"optimizer.init_args.lr": {"values": [1.0e-2, 1.0e-7]}, "model.init_args.dropout": {"values": [0.0, 0.1]}}
+    early = {"type": "hyperband", "min_iter": 1, "eta": 2}
+    study = sweep_cli.main([write_sweep(in_tmp, rates, epochs=3, early_terminate=early), "--trials", "3"])
+    trials = study.trials  # in the order they ran (one worker)
+    after_a_good_one = [
+        t for t in trials if t.params["optimizer.init_args.lr"] == 1.0e-7
+        and any(s.params["optimizer.init_args.lr"] == 1.0e-2 and s.number < t.number for s in trials)
+    ]  # fmt: skip
+    assert after_a_good_one, "the grid's order never ran a hopeless trial after a good one"
+    for trial in after_a_good_one:
+        assert trial.state == STATES.PRUNED
+        assert summary(trial)["status"] == "pruned after validation 1"
+        epochs = (Path(trial.user_attrs["run"]) / "metrics.jsonl").read_text().splitlines()
+        assert len(epochs) == 1  # of 3
+
+
+def test_two_workers_share_one_sqlite_study(in_tmp):
+    grid = {"model.init_args.hidden_sizes": {"values": [[8], [16]]}, "model.init_args.dropout": {"values": [0.0, 0.2]}}
+    study = sweep_cli.main([write_sweep(in_tmp, grid), "--trials", "3", "--workers", "2"])
+    done = study.get_trials(states=(STATES.COMPLETE,))
+    assert len(study.trials) == len(done) == 3
+    assert len({tuple(sorted(t.params.items())) for t in done}) == 3
+    assert len({t.user_attrs["run"] for t in done}) == 3
+    first, second = sorted(done, key=lambda t: t.datetime_start)[:2]
+    assert second.datetime_start < first.datetime_complete  # they ran at the same time
