@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.machine import describe  # noqa: E402
 from datamodules import CIFAR10  # noqa: E402
 
 
@@ -84,7 +85,8 @@ def main() -> None:
     dataset = PerSampleCIFAR(images, labels, data.mean, data.std)
     baseline = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, whole-batch on {device}, "
+    print(describe(device))
+    print(f"whole-batch on {device}, "
           f"baseline with {args.workers} workers, {args.samples} samples, batch {args.batch_size}")
     print("round  whole-batch samples/s  per-sample samples/s  ratio")
     ratios = []

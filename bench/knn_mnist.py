@@ -18,6 +18,7 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.machine import describe  # noqa: E402
 from bench.real_data import write_mnist_split  # noqa: E402
 from lightning_app.cli import main  # noqa: E402
 
@@ -28,6 +29,7 @@ def main_bench() -> None:
     with tempfile.TemporaryDirectory() as folder:
         data_dir = write_mnist_split(Path(folder) / "mnist")
         os.chdir(folder)
+        print(describe("cpu"))
         print("| k | distance | val acc (800) | test acc (2,000) | test error | scikit-learn test acc |")
         print("| --- | --- | --- | --- | --- | --- |")
         for distance, metric in (("l1", "manhattan"), ("l2", "euclidean")):

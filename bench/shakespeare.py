@@ -2,6 +2,7 @@
 
     python bench/shakespeare.py --path ../shared/data/tinyshakespeare/input.txt
     python bench/shakespeare.py --path data/tinyshakespeare/input.txt --accelerator gpu --models gpt
+    python bench/shakespeare.py --path input.txt --against-nanogpt ../nanoGPT [--accelerator gpu]
 
 Each model trains from its shipped config (configs/shakespeare_*.yaml; on a GPU the GPT uses
 shakespeare_gpt_gpu.yaml, nanoGPT's GPU run) through the same CLI a user runs, and the table
@@ -9,11 +10,14 @@ reports the validation loss after the last step and the best of the validations 
 (nats per character over the whole validation text), the wall time of `fit`, and training
 throughput (characters per second, validation time excluded). nanoGPT's figures: 1.88 for the
 CPU GPT after 2,000 steps, 1.47 for the GPU GPT.
+
+With ``--against-nanogpt DIR`` (a checkout of nanoGPT's repository) it runs nanoGPT's own
+``train.py`` and then our GPT config on the same text instead, one after the other, and prints
+both (bench/nanogpt.py says how each figure is taken).
 """
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,7 +29,10 @@ from lightning.pytorch.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.against_nanogpt import compare  # noqa: E402
+from bench.machine import describe  # noqa: E402
 from lightning_app.cli import AppCLI  # noqa: E402
+
 NANOGPT = {"cpu": 1.88, "gpu": 1.47}
 
 
@@ -95,13 +102,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--cli", default="", help="more CLI arguments for every run, e.g. '--optimizer.init_args.lr=2.0e-3'")
     parser.add_argument("--sample", type=int, default=500, help="characters to generate from each model after training")
+    parser.add_argument("--against-nanogpt", metavar="DIR", help="a nanoGPT checkout: run its train.py and our GPT instead")
+    parser.add_argument("--compile", type=lambda v: v.lower() == "true", default=None, metavar="true|false",
+                        help="compile both GPTs in --against-nanogpt (default: on the GPU only, as nanoGPT's settings)")
+    parser.add_argument("--smoke", action="store_true", help="--against-nanogpt with tiny models and 30 steps: checks the script")
     args = parser.parse_args()
     args.steps = {name: int(n) for name, n in (item.split("=") for item in args.steps)}
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.against_nanogpt:
+        compare(args)
+        return
     torch.set_float32_matmul_precision("high")
-    device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores"
-    print(f"# {device}; torch {torch.__version__}, {torch.get_num_threads()} threads; load {os.getloadavg()[0]:.1f}")
+    print(describe("cuda" if args.accelerator == "gpu" else "cpu"), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for model in args.models:

@@ -4,7 +4,9 @@ Writing (``AtomicCheckpointIO``, installed for every run by ``FaultTolerance``):
 ``<name>.part`` beside the target, fsync, rename over the target. Lightning's own writer goes through
 the system temp folder, and its final move becomes a non-atomic copy when that folder is on another
 filesystem. The SHA-256 of the bytes, taken while they are written (no second read), then goes to
-``<name>.sha256`` in ``sha256sum`` format (``sha256sum -c last.ckpt.sha256`` checks it by hand). The
+``<name>.sha256`` in ``sha256sum`` format (``sha256sum -c last.ckpt.sha256`` checks it by hand),
+renamed into place too but not fsynced (an fsync costs as much as the whole write of a small
+model's checkpoint): a power cut can leave it missing or empty, and it then reads as missing. The
 old record is removed before the new checkpoint takes its name, so a crash in between leaves a
 checkpoint without a record, never one with a wrong record.
 
@@ -22,6 +24,7 @@ import errno
 import hashlib
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +66,15 @@ class _HashingWriter:
         self.file.flush()
 
 
-def _write_durably(path: Path, write, before_rename=lambda: None) -> None:
-    """``write(file)`` into ``<path>.part``, fsync, rename over ``path``; the partial file never stays."""
+def _write_durably(path: Path, write, before_rename=lambda: None, fsync: bool = True) -> None:
+    """``write(file)`` into ``<path>.part``, fsync (with ``fsync``), rename over ``path``; the partial file never stays."""
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     try:
         with open(partial, "wb") as file:
             write(file)
             file.flush()
-            os.fsync(file.fileno())  # the bytes reach the disk before the name points at them
+            if fsync:
+                os.fsync(file.fileno())  # the bytes reach the disk before the name points at them
         before_rename()
         os.replace(partial, path)
     finally:
@@ -100,7 +104,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             path.parent.mkdir(parents=True, exist_ok=True)
             # The old record goes before the new checkpoint takes the name: never a checkpoint beside a wrong record.
             _write_durably(path, write, lambda: record_path(path).unlink(missing_ok=True))
-            _write_durably(record_path(path), lambda f: f.write(f"{digest[0]}  {path.name}\n".encode()))
+            record = f"{digest[0]}  {path.name}\n".encode()
+            _write_durably(record_path(path), lambda f: f.write(record), fsync=False)  # see the module's docstring
         except OSError as error:
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OSError(
@@ -131,9 +136,15 @@ def _verify(path: Path, file) -> bool:
         return True
     record = record_path(path.resolve())
     try:
-        expected = record.read_text().split()
+        expected = record.read_text(errors="replace").split()
     except FileNotFoundError:
         rank_zero_warn(f"{path} has no integrity record ({record.name}): it is loaded unchecked")
+        return True
+    if not expected or not re.fullmatch("[0-9a-f]{64}", expected[0]):
+        rank_zero_warn(
+            f"{path}: its integrity record {record.name} holds no SHA-256 (empty or cut short, as a power cut "
+            "before it reached the disk leaves it): it is loaded unchecked"
+        )
         return True
     sha256 = hashlib.sha256()
     while block := file.read(1 << 20):
@@ -144,7 +155,7 @@ def _verify(path: Path, file) -> bool:
             return False
         raise ValueError(
             f"{path} is corrupt: its SHA-256 is {sha256.hexdigest()}, its integrity record {record} says "
-            f"{' '.join(expected[:1]) or 'nothing'}. It was changed after it was written: do not use it "
+            f"{expected[0]}. It was changed after it was written: do not use it "
             "(take another checkpoint of the run, or train again)"
         )
     _checked[str(path.resolve())] = _stamp(stat)

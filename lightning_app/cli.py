@@ -7,20 +7,24 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.checkpoints import ModelCheckpointLast
+from lightning_app.compile import compile_model
+from lightning_app.cpu_bf16 import warn_if_bf16_is_slow
 from lightning_app.faults import FaultTolerance
+from lightning_app.fused import fuse
+from lightning_app.progress import TimedProgressBar
 from lightning_app.restore import check_linked, import_class, restore_hyperparameters
 from lightning_app.resume import continue_run, experiment_name, resolve_last
 from lightning_app.runlock import RunLock
 from lightning_app.schedules import fit_to_run
 from lightning_app.summary import RunSummary
-from lightning_app.tracking import WANDB_LOGGER, SaveRunConfig, wandb_offline
+from lightning_app.tracking import WANDB_LOGGER, SaveRunConfig, skip_unused_launch_inputs, wandb_offline, wandb_settings
 
 # Data module attributes that become model arguments of the same name, so a config never repeats them.
 LINKED = ("input_shape", "num_classes", "vocab", "block_size")
@@ -49,7 +53,9 @@ class AppCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpointLast, "checkpoint")
+        # Not `add_lightning_class_args`, which adds the checkpoint to every trainer: `instantiate_trainer` adds it
+        # unless `--trainer.enable_checkpointing false` (the Trainer refuses a ModelCheckpoint with that flag).
+        parser.add_class_arguments(ModelCheckpointLast, "checkpoint", fail_untyped=False, sub_configs=True)
         parser.add_lightning_class_args(FaultTolerance, "faults")
         parser.set_defaults(
             {
@@ -77,6 +83,16 @@ class AppCLI(LightningCLI):
             default="epoch",
             help="Step the lr_scheduler after every epoch or after every optimizer step.",
         )
+        parser.add_argument(
+            "--wandb_capture",
+            type=bool,
+            default=False,
+            help="Let W&B capture the console output and sample system metrics, as W&B does by default "
+            "(off here: both compete with training for the CPU; docs/speed.md).",
+        )
+        parser.add_argument(
+            "--compile", type=bool, default=False, help="Compile the model's forward with torch.compile (see docs/gpu.md)."
+        )
 
     def _parse_ckpt_path(self) -> None:
         """Lightning re-parses the checkpoint's hyperparameters here, unchecked; `before_instantiate_classes`
@@ -102,15 +118,22 @@ class AppCLI(LightningCLI):
             init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
             init_args.offline = init_args.offline or wandb_offline()
             group = init_args.get("group") or experiment  # `--trainer.logger.init_args.group` names another group (a sweep)
-            logger.dict_kwargs = {"group": group, "tags": [model, data, self.subcommand], **logger.get("dict_kwargs", {})}
+            given = logger.get("dict_kwargs", {})
+            settings = {**wandb_settings(config.wandb_capture), **given.get("settings", {})}
+            logger.dict_kwargs = {"group": group, "tags": [model, data, self.subcommand], **given, "settings": settings}
         self.run_folder = continue_run(config, subcommand, experiment, asked_last)
 
     def after_instantiate_classes(self) -> None:
         if self.checkpoint_links:
             check_linked(self.model, self.checkpoint_links, self._get(self.config, "ckpt_path"))
+        warn_if_bf16_is_slow(self.trainer)
+        if self._get(self.config, "compile"):
+            compile_model(self.model)
         lock = RunLock()
         self.trainer.callbacks.insert(0, lock)  # first: before anything writes into the run folder
         logger = self.trainer.logger
+        if isinstance(logger, WandbLogger):
+            skip_unused_launch_inputs()
         if self.run_folder is not None or (isinstance(logger, WandbLogger) and logger.version is not None):
             lock.acquire(self.trainer)  # the folder is known: locked before the logger opens a run there
         self.trainer.callbacks.append(RunSummary())
@@ -120,20 +143,20 @@ class AppCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         if self.run_folder is not None:  # no logger: the run's own folder, not the shared root
             kwargs.setdefault("default_root_dir", str(self.run_folder))
+        config = self.config_init.get(str(self.subcommand), self.config_init)
+        trainer = config.trainer
+        chosen = trainer.callbacks or []
+        chosen = chosen if isinstance(chosen, list) else [chosen]
+        added: list[Callback] = [config.checkpoint] if trainer.enable_checkpointing is not False else []
+        if trainer.enable_progress_bar is not False and not any(isinstance(c, ProgressBar) for c in chosen):
+            added.append(TimedProgressBar())  # Lightning's default bar redraws after every step
+        kwargs.setdefault("callbacks", [*chosen, *added])
         return super().instantiate_trainer(**kwargs)
-
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
-        if config.get("enable_checkpointing") is False:  # honour the flag despite the `checkpoint` group
-            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        chosen = [*callbacks, *(config.get("callbacks") or [])]
-        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in chosen):
-            # Lightning's default bar redraws after every step, which costs more than a small model's step.
-            callbacks = [*callbacks, TQDMProgressBar(refresh_rate=10)]
-        return super()._instantiate_trainer(config, callbacks)
 
     def configure_optimizers(
         self, lightning_module: L.LightningModule, optimizer: torch.optim.Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
     ) -> Any:
+        fuse(optimizer, lightning_module.trainer.strategy.root_device)
         if lr_scheduler is None:
             return optimizer
         interval = self._get(self.config, "lr_interval")

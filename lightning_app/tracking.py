@@ -1,8 +1,10 @@
-"""Weights & Biases for every run: offline when there is no key or no network, the full config in the run."""
+"""Weights & Biases for every run: offline when there is no key or no network, the full config in the run,
+and none of W&B's console capture or system-metric sampling unless asked for (``--wandb_capture true``)."""
 
 import netrc
 import os
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -12,6 +14,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+LAUNCH_INPUTS = "wandb.sdk.launch.inputs.internal"  # where W&B Launch keeps the job inputs staged for a run
 CONFIG_NAME = "lightning_config.yaml"  # W&B writes its own config.yaml into the run's files
 
 
@@ -46,6 +49,48 @@ def wandb_offline(timeout: float = 5.0) -> bool:
         )
         return True
     return False
+
+
+def wandb_settings(capture: bool) -> dict[str, object]:
+    """The W&B run settings: without ``capture``, no console capture and no system-metric sampling.
+
+    W&B copies every console write (each progress-bar redraw) into the run's log, and samples the
+    CPU, memory and GPUs every 15 s in a helper process: both compete with training for the CPU
+    (docs/speed.md). ``WANDB_CONSOLE`` or ``WANDB_X_DISABLE_STATS`` in the environment keep their
+    own value.
+    """
+    if capture:
+        return {}
+    settings: dict[str, object] = {}
+    if "WANDB_CONSOLE" not in os.environ:
+        settings["console"] = "off"
+    if not {"WANDB_X_DISABLE_STATS", "WANDB__DISABLE_STATS"} & os.environ.keys():
+        settings["x_disable_stats"] = True
+    return settings
+
+
+def skip_unused_launch_inputs() -> None:
+    """Spares every W&B run start the import of W&B Launch when no Launch job inputs can be staged.
+
+    ``wandb.init`` imports ``wandb.sdk.launch.inputs.internal`` to apply the job inputs staged by
+    ``wandb.launch.manage_config_file`` and ``manage_wandb_config``; those calls import that module
+    themselves, so while it is not imported nothing is staged. The import costs 0.4-1 s once torch is
+    loaded (pydantic looks up the source of each model class it defines among every loaded module).
+    W&B has no setting for it, so this wraps its private hook; ``tests/lightning_app/test_tracking.py``
+    pins what it relies on.
+    """
+    from wandb.sdk.wandb_run import Run
+
+    apply = Run._detect_and_apply_job_inputs
+    if getattr(apply, "skips_unused", False):
+        return
+
+    def apply_staged(run: Run) -> None:
+        if LAUNCH_INPUTS in sys.modules:
+            apply(run)
+
+    apply_staged.skips_unused = True
+    Run._detect_and_apply_job_inputs = apply_staged
 
 
 def run_dir(trainer) -> Path:

@@ -1,0 +1,39 @@
+"""What a checkpoint write flushes to disk, and how a record cut short by a power cut reads."""
+
+import pytest
+import torch
+
+from lightning_app import checkpoints
+from lightning_app.checkpoints import AtomicCheckpointIO, load_checkpoint, record_path
+
+STATE = {"state_dict": {"weight": torch.arange(6.0)}, "global_step": 5}
+
+
+def test_the_checkpoint_is_flushed_before_its_rename_and_the_record_is_not(tmp_path, monkeypatch):
+    flushed = []
+    real_fsync = checkpoints.os.fsync
+    monkeypatch.setattr(checkpoints.os, "fsync", lambda fd: flushed.append(fd) or real_fsync(fd))
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(STATE, path)
+    assert len(flushed) == 1  # one fsync per checkpoint: its bytes, before the rename
+    digest = checkpoints.hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record_path(path).read_text() == f"{digest}  last.ckpt\n"
+
+
+@pytest.mark.parametrize("record", ["", "\0\0\0\0", "3f2a  last.ckpt\n"])
+def test_a_record_without_a_digest_loads_unchecked_with_a_warning(record, tmp_path):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(STATE, path)
+    record_path(path).write_text(record)
+    checkpoints._checked.clear()  # as in a new process
+    with pytest.warns(UserWarning, match=r"integrity record last\.ckpt\.sha256 holds no SHA-256 .*loaded unchecked"):
+        assert load_checkpoint(path)["global_step"] == 5
+
+
+def test_a_record_with_another_digest_is_still_an_error(tmp_path):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(STATE, path)
+    record_path(path).write_text(f"{'0' * 64}  last.ckpt\n")
+    checkpoints._checked.clear()
+    with pytest.raises(ValueError, match=f"{path} is corrupt: .* says {'0' * 64}"):
+        load_checkpoint(path)
