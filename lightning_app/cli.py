@@ -195,7 +195,7 @@ def check_compatible(model: type, data: type) -> None:
         if attribute in wanted and not (hasattr(data, attribute) or attribute in provided):
             raise ValueError(
                 f"{model.__name__} needs `{attribute}`, which {data.__name__} does not provide: "
-                f"pair it with a data module that has `{attribute}` (see the README's models x data table)"
+                f"pair it with a data module that has `{attribute}` (docs/models.md: which model runs on which data)"
             )
 
 

@@ -155,12 +155,16 @@ def plot(runs: list[Run], metrics: list[str], path: Path) -> None:
     plt.close(figure)
 
 
-def main(args: list[str] | None = None) -> str:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lightning_app.compare", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run folders, or folders to search for runs (runs/)")
     parser.add_argument("--metrics", nargs="+", help="epoch metrics to show (default: every val/ metric)")
     parser.add_argument("--plot", type=Path, help="write the learning curves of these runs to this PNG file")
-    options = parser.parse_args(args)
+    return parser
+
+
+def main(args: list[str] | None = None) -> str:
+    options = parser().parse_args(args)
     runs = find_runs(options.paths)
     if not runs:
         raise SystemExit(f"no runs under {', '.join(map(str, options.paths))}: a run is a folder with summary.json")
