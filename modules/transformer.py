@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from modules.language_model import LanguageModel
-from modules.layers import Block, SelfAttention, init_weights  # noqa: F401  SelfAttention: still importable from here
+from modules.layers import Block, init_weights
 
 
 class Transformer(LanguageModel):

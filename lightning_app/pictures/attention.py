@@ -19,7 +19,7 @@ from lightning_app.pictures.filters import first_conv
 
 
 def is_attention(module: nn.Module) -> bool:
-    """A self-attention module as ``modules.transformer.SelfAttention`` is: ``qkv`` (d -> 3d), ``nhead``, ``causal``."""
+    """A self-attention module as ``modules.layers.SelfAttention`` is: ``qkv`` (d -> 3d), ``nhead``, ``causal``."""
     qkv = getattr(module, "qkv", None)
     return (
         isinstance(qkv, nn.Linear)

@@ -14,7 +14,7 @@ from lightning_app.pictures import AttentionMaps, ConvFilters, KNNNeighbours, Te
 from lightning_app.pictures.attention import attention_maps, attention_weights
 from lightning_app.pictures.filters import filter_mosaic
 from modules import CNN, KNN, MLP, ViT, Transformer
-from modules.transformer import SelfAttention
+from modules.layers import SelfAttention
 from tests.fakes import write_text
 from tests.lightning_app.png import assert_picture
 
