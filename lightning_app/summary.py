@@ -122,8 +122,10 @@ class RunSummary(Callback):
         """Lists ``paths`` (files in the run folder) under ``files[key]`` in ``summary.json``."""
         if self.folder is not None:
             listed = self.summary.setdefault("files", {}).setdefault(key, [])
-            listed += [name for name in (os.path.relpath(path, self.folder) for path in paths) if name not in listed]
-            self._save()
+            new = [name for name in (os.path.relpath(path, self.folder) for path in paths) if name not in listed]
+            if new:  # TextSamples publishes the same table after every validation
+                listed += new
+                self._save()
 
 
 def add_files(trainer, key: str, paths: list[Path]) -> None:

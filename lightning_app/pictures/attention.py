@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_app.pictures.figures import figure, show
-from lightning_app.pictures.publish import data_statistics, displayable, like_model, publish, uncompiled
+from lightning_app.pictures.publish import data_statistics, displayable, like_model, probe, publish
 from lightning_app.pictures.filters import first_conv
 
 
@@ -40,21 +40,12 @@ def attention_weights(module: nn.Module, x: Tensor) -> Tensor:
     return scores.softmax(dim=-1)
 
 
-@torch.no_grad()
 def attention_maps(model: nn.Module, inputs: Tensor) -> list[Tensor]:
     """Runs ``model(inputs)`` in eval mode; the weights of every attention module, in call order, on the CPU."""
     maps: list[Tensor] = []
     modules = [m for m in model.modules() if is_attention(m)]
     hooks = [m.register_forward_pre_hook(lambda m, args: maps.append(attention_weights(m, args[0]).cpu())) for m in modules]
-    was_training = model.training
-    try:
-        model.eval()
-        with uncompiled():
-            model(inputs)
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+    probe(model, inputs, hooks)
     return maps
 
 

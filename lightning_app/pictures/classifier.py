@@ -13,7 +13,7 @@ from lightning_app.pictures.figures import Table, figure, tile_grid
 from lightning_app.pictures.publish import data_statistics, displayable, publish
 from lightning_app.pictures.names import class_names
 from lightning_app.pictures.subset import SeededSubset
-from modules.knn import gather_shards
+from datamodules.base import gather_shards
 
 
 def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> Tensor:

@@ -9,7 +9,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_app.pictures.figures import Table, figure, show
-from lightning_app.pictures.publish import like_model, publish, uncompiled
+from lightning_app.pictures.publish import like_model, probe, publish
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
@@ -38,7 +38,6 @@ def filter_mosaic(weight: Tensor, max_filters: int) -> np.ndarray:
     return mosaic
 
 
-@torch.no_grad()
 def feature_map_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> Table:
     """The output shape of every layer (leaf module) for one input of ``input_shape``, in call order."""
     rows: list[list] = []
@@ -50,16 +49,7 @@ def feature_map_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> Table:
             rows.append([names[module], type(module).__name__, "x".join(map(str, output.shape[1:])), parameters])
 
     leaves = [m for m in model.modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(record) for m in leaves]
-    was_training = model.training
-    try:
-        model.eval()
-        with uncompiled():
-            model(like_model(torch.zeros(1, *input_shape), model))
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
+    probe(model, like_model(torch.zeros(1, *input_shape), model), [m.register_forward_hook(record) for m in leaves])
     return Table(["layer", "type", "output (C x H x W)", "parameters"], rows)
 
 

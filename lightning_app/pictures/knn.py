@@ -65,10 +65,11 @@ class KNNNeighbours(Callback):
         memory, hparams = pl_module.memory, pl_module.hparams
         k = min(hparams["k"], len(memory))
         budget = getattr(pl_module, "budget", BUDGET)
-        distances, indices = nearest_neighbours(images.flatten(1).float(), memory, k, hparams["distance"], budget)
+        predicted = pl_module(images).argmax(1)  # also builds the model's L2 index, searched again here
+        searched = pl_module.index if pl_module.index is not None else memory
+        distances, indices = nearest_neighbours(images.flatten(1).float(), searched, k, hparams["distance"], budget)
         if hparams["distance"] == "l2":
             distances = distances.clamp(min=0).sqrt()  # the search ranks by squared distance
-        predicted = pl_module(images).argmax(1)
         largest = int(torch.cat([labels, pl_module.memory_labels]).max())
         names = class_names(trainer.datamodule, model_classes(pl_module, trainer.datamodule) or largest + 1)
         neighbours = memory[indices].view(*indices.shape, *images.shape[1:]).cpu()  # (Q, k, C, H, W)

@@ -35,6 +35,21 @@ def uncompiled() -> contextlib.AbstractContextManager:
     return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
 
 
+@torch.no_grad()
+def probe(model: torch.nn.Module, inputs: Tensor, hooks: list) -> None:
+    """``model(inputs)`` once, in eval mode and eagerly, for what its ``hooks`` record; then the hooks
+    are removed and the model's mode restored."""
+    was_training = model.training
+    try:
+        model.eval()
+        with uncompiled():
+            model(inputs)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+
+
 def displayable(images: Tensor, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> np.ndarray:
     """Normalised ``(N, C, H, W)`` images -> ``(N, H, W, C)`` in [0, 1]: undone with the data's
     ``mean`` and ``std`` where given, else each image stretched to its own range."""

@@ -182,12 +182,18 @@ def write_run(folder: Path, matrix: list[list[int]] | None) -> None:
     (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "step": 1, "val/acc": 0.5, "val/loss": 1.0}) + "\n")
 
 
-def test_compare_plot_draws_the_runs_confusion_matrices_side_by_side(tmp_path):
+def test_compare_plot_draws_the_runs_confusion_matrices_side_by_side(tmp_path, monkeypatch):
+    from lightning_app.pictures import confusion
+
+    drawn, draw = [], confusion.draw_side_by_side
+    monkeypatch.setattr(confusion, "draw_side_by_side", lambda matrices: drawn.extend(matrices) or draw(matrices))
     write_run(tmp_path / "runs" / "a", [[3, 1], [0, 4]])
     write_run(tmp_path / "runs" / "b", [[2, 2], [1, 3]])
     write_run(tmp_path / "runs" / "c", None)  # no pictures: left out
     compare.main([str(tmp_path / "runs"), "--plot", str(tmp_path / "curves.png")])
     assert_picture(tmp_path / "curves_confusion.png", 804, 400)  # two panels of 2.5 inches with colour bars
+    panels = [(title.split()[0], names, counts.tolist()) for title, names, counts in drawn]
+    assert panels == [("a", ["0", "1"], [[3, 1], [0, 4]]), ("b", ["0", "1"], [[2, 2], [1, 3]])]  # each run's own counts
     write_run(tmp_path / "alone", None)
     compare.main([str(tmp_path / "alone"), "--plot", str(tmp_path / "alone.png")])
     assert (tmp_path / "alone.png").is_file() and not (tmp_path / "alone_confusion.png").exists()
