@@ -90,7 +90,7 @@ class WarmupCosine(LRScheduler):
         length = self.total_steps if self.sized_by_run else None
         super().load_state_dict(state_dict)
         if length is not None:
-            self.total_steps = length
+            self.set_total_steps(length)  # and the current step's lr, which the optimizer's restored state holds
 
 
 def fit_to_run(scheduler: LRScheduler, trainer: L.Trainer, interval: str) -> None:

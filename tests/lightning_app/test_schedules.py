@@ -47,6 +47,19 @@ def test_warmup_fraction_is_a_share_of_the_length_set_later():
     assert explicit.warmup() == 2  # the user's explicit value wins
 
 
+def test_a_resumed_schedule_sets_the_current_lr_to_its_new_length():
+    first = optimizer()
+    scheduler = WarmupCosine(first, warmup_fraction=0.1)
+    scheduler.set_total_steps(21)
+    lrs(scheduler, 21)  # to the end: the final rate
+    second = optimizer()
+    resumed = WarmupCosine(second, warmup_fraction=0.1)
+    resumed.set_total_steps(42)
+    second.load_state_dict(first.state_dict())  # Lightning restores the optimizer first, then the schedule
+    resumed.load_state_dict(scheduler.state_dict())
+    assert second.param_groups[0]["lr"] == pytest.approx(0.4 * resumed.lr_factor(21))  # step 21 of 42, not the old end
+
+
 def test_missing_total_steps_is_a_clear_error_once_needed():
     scheduler = WarmupCosine(optimizer(), warmup_steps=2)
     assert lrs(scheduler, 1) == pytest.approx([0.2]) and scheduler.get_last_lr() == pytest.approx([0.4])  # warming up
