@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from lightning.pytorch.callbacks import Callback
 
+from lightning_app.sweep_study import alive
 from lightning_app.sweep_trials import ENV, open_storage
 from lightning_app.tracking import run_dir
 
@@ -59,7 +60,7 @@ class SweepTrial(Callback):
             trainer.should_stop = True
 
     def _report(self, trainer) -> bool:
-        if os.getppid() != self.spec["driver_pid"]:
+        if not alive(self.spec["driver_pid"]):  # not getppid(): a launcher (srun, uv run) may stand between
             return True  # the sweep process was killed: a later sweep retries this trial from its start
         metric = self.spec["metric"]
         if metric not in trainer.callback_metrics:

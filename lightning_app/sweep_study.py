@@ -85,6 +85,8 @@ def requeue(admin: optuna.Study, numbers: set[int]) -> None:
 
 
 def alive(pid: int) -> bool:
+    if pid <= 0:  # not a process (kill() would read it as a process group)
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from lightning_app.compare import _read_dict
 from lightning_app.sweep_file import SweepFile
 
 HOST = socket.gethostname()
@@ -142,13 +143,16 @@ class TrialRunner:
             raise Interrupted(f"trial {trial.number} was stopped with the sweep")
         reported = trial.study.get_trials(deepcopy=False)[trial.number].user_attrs  # as the run itself set them
         run = Path(reported["run"]) if "run" in reported else next(Path().glob(f"*/*/{run_id}"), None)
-        if run is not None:
+        if run is not None and "run" not in reported:  # the run reported its own folder already
             trial.set_user_attr("run", str(run))
         if returncode != 0:
             raise TrialFailed(f"trial {trial.number} exited with code {returncode}; the end of {log}:\n{_tail(log)}")
         if run is None or not (run / "summary.json").exists():
             raise TrialFailed(f"trial {trial.number} wrote no summary.json (run: {run}): sweeps need the W&B logger")
-        summary: dict[str, Any] = json.loads((run / "summary.json").read_text())
+        try:
+            summary = _read_dict(run / "summary.json", json.loads)
+        except (OSError, ValueError) as error:  # a broken summary fails the trial, not the sweep
+            raise TrialFailed(f"trial {trial.number}: {error}") from None
         metrics = {**summary.get("last", {}), **summary.get("test", {})}
         if self.sweep.metric not in metrics:
             logged = sorted(metrics)
