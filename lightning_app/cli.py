@@ -21,7 +21,7 @@ from lightning_app.fused import fuse
 from lightning_app.pictures import Pictures, default_pictures
 from lightning_app.progress import TimedProgressBar
 from lightning_app.restore import check_linked, import_class, restore_hyperparameters
-from lightning_app.resume import continue_run, experiment_name, resolve_last
+from lightning_app.resume import PROJECT, continue_run, experiment_name, resolve_last, wandb_group
 from lightning_app.runlock import RunLock
 from lightning_app.schedules import fit_to_run
 from lightning_app.summary import RunSummary
@@ -31,7 +31,7 @@ from lightning_app.tracking import WANDB_LOGGER, SaveRunConfig, skip_unused_laun
 LINKED = ("input_shape", "num_classes", "vocab", "block_size")
 TRAINER_DEFAULTS = {
     "default_root_dir": "runs",
-    "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": "lightning_app", "save_dir": "runs"}},
+    "logger": {"class_path": WANDB_LOGGER, "init_args": {"project": PROJECT, "save_dir": "runs"}},
 }
 
 
@@ -125,7 +125,7 @@ class AppCLI(LightningCLI):
             init_args = logger.init_args
             init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
             init_args.offline = init_args.offline or wandb_offline()
-            group = init_args.get("group") or experiment  # `--trainer.logger.init_args.group` names another group (a sweep)
+            group = wandb_group(logger, experiment)  # the group `--ckpt_path last` looks in
             given = logger.get("dict_kwargs", {})
             settings = {**wandb_settings(config.wandb_capture), **given.get("settings", {})}
             logger.dict_kwargs = {"group": group, "tags": [model, data, self.subcommand], **given, "settings": settings}

@@ -17,12 +17,13 @@ def fuse(optimizer: Optimizer, device: torch.device) -> bool:
     floating point on ``device`` (a CPU or CUDA device) and no group chose ``fused`` or ``foreach``;
     returns whether it did. Called before the first step (a restored checkpoint then sets its own groups)."""
     groups = optimizer.param_groups
-    if not isinstance(optimizer, Adam | SGD) or torch.device(device).type not in FUSED_DEVICES:
+    kind = torch.device(device).type
+    if not isinstance(optimizer, Adam | SGD) or kind not in FUSED_DEVICES:
         return False
     chosen = any(group.get("fused") is not None or group.get("foreach") is not None for group in groups)
     differentiable = any(group.get("differentiable") for group in groups)  # fused steps are not differentiable
     params = [p for group in groups for p in group["params"]]
-    if chosen or differentiable or not all(p.is_floating_point() and p.device.type == device.type for p in params):
+    if chosen or differentiable or not all(p.is_floating_point() and p.device.type == kind for p in params):
         return False
     for group in groups:  # the step reads `fused` from each group
         group["fused"] = True

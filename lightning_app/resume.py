@@ -28,6 +28,11 @@ from lightning_app.tracking import WANDB_LOGGER
 PROJECT = "lightning_app"
 
 
+def wandb_group(logger, experiment: str) -> str:
+    """The W&B group of a run: its ``dict_kwargs.group``, else ``init_args.group`` (a sweep's), else the experiment."""
+    return (logger.get("dict_kwargs") or {}).get("group") or logger.init_args.get("group") or experiment
+
+
 def experiment_name(config) -> str:
     """The config file's name, or ``<data>-<model>`` without one: the W&B group, and how ``last`` matches runs."""
     if config.get("config"):
@@ -90,7 +95,7 @@ def _find_last(config, subcommand: str, experiment: str) -> str | None:
     else:
         group = None  # runs without a logger are told apart by their folder's name
         if wandb:  # the W&B group, named as the CLI names it
-            group = (config.trainer.logger.get("dict_kwargs") or {}).get("group") or init.get("group") or experiment
+            group = wandb_group(config.trainer.logger, experiment)
         model, data = config.model.class_path, config.data.class_path
         found = find_last_checkpoint(project_dir, model, data, group, None if wandb else experiment)
         looked = f"no last.ckpt of experiment {experiment!r} ({model} on {data}) in {project_dir}/*/checkpoints/"

@@ -1,5 +1,8 @@
 """What a checkpoint write flushes to disk, and how a record cut short by a power cut reads."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,10 +15,11 @@ STATE = {"state_dict": {"weight": torch.arange(6.0)}, "global_step": 5}
 def test_the_checkpoint_is_flushed_before_its_rename_and_the_record_is_not(tmp_path, monkeypatch):
     flushed = []
     real_fsync = checkpoints.os.fsync
-    monkeypatch.setattr(checkpoints.os, "fsync", lambda fd: flushed.append(fd) or real_fsync(fd))
+    name = lambda fd: Path(os.readlink(f"/proc/self/fd/{fd}")).name  # noqa: E731  the file behind the descriptor
+    monkeypatch.setattr(checkpoints.os, "fsync", lambda fd: flushed.append(name(fd)) or real_fsync(fd))
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint(STATE, path)
-    assert len(flushed) == 1  # one fsync per checkpoint: its bytes, before the rename
+    assert flushed == ["last.ckpt.part"]  # the checkpoint's bytes, before the rename; not the record
     digest = checkpoints.hashlib.sha256(path.read_bytes()).hexdigest()
     assert record_path(path).read_text() == f"{digest}  last.ckpt\n"
 
@@ -37,3 +41,12 @@ def test_a_record_with_another_digest_is_still_an_error(tmp_path):
     checkpoints._checked.clear()
     with pytest.raises(ValueError, match=f"{path} is corrupt: .* says {'0' * 64}"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_is_hashed_once_per_process(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(STATE, path)
+    checkpoints._checked.clear()  # as in a new process
+    assert load_checkpoint(path)["global_step"] == 5  # hashed and checked
+    monkeypatch.setattr(checkpoints.hashlib, "sha256", lambda: pytest.fail("hashed again"))
+    assert load_checkpoint(path)["global_step"] == 5
