@@ -13,19 +13,12 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from lightning_app.checkpoints import ModelCheckpointLast
-from lightning_app.compile import compile_model
-from lightning_app.cpu_bf16 import warn_if_bf16_is_slow
-from lightning_app.faults import FaultTolerance
-from lightning_app.fused import fuse
+from lightning_app.checkpoints import FaultTolerance, ModelCheckpointLast, ckpt_path
+from lightning_app.defaults import TimedProgressBar, compile_model, fuse, warn_if_bf16_is_slow
 from lightning_app.pictures import Pictures, default_pictures
-from lightning_app.progress import TimedProgressBar
-from lightning_app.restore import check_linked, import_class, restore_hyperparameters
-from lightning_app.resume import PROJECT, continue_run, experiment_name, resolve_last, wandb_group
-from lightning_app.runlock import RunLock
+from lightning_app.record import PROJECT, WANDB_LOGGER, RunLock, RunSummary, SaveRunConfig, experiment_name, name_wandb_run
+from lightning_app.record.logger import skip_unused_launch_inputs
 from lightning_app.schedules import fit_to_run
-from lightning_app.summary import RunSummary
-from lightning_app.tracking import WANDB_LOGGER, SaveRunConfig, skip_unused_launch_inputs, wandb_offline, wandb_settings
 
 # Data module attributes that become model arguments of the same name, so a config never repeats them.
 LINKED = ("input_shape", "num_classes", "vocab", "block_size")
@@ -39,7 +32,7 @@ class AppCLI(LightningCLI):
     """LightningCLI with the project's defaults: W&B logging, checkpoints, linked shapes, test after fit."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
-        self.run_folder = None  # a run without a logger: its own folder (lightning_app/resume.py)
+        self.run_folder = None  # a run without a logger: its own folder (lightning_app/record/folder.py)
         self.checkpoint_links: dict[str, Any] = {}  # the --ckpt_path checkpoint's values of LINKED
         super().__init__(
             model_class=L.LightningModule,
@@ -103,37 +96,20 @@ class AppCLI(LightningCLI):
         )
 
     def _parse_ckpt_path(self) -> None:
-        """Lightning re-parses the checkpoint's hyperparameters here, unchecked; `before_instantiate_classes`
-        does it once `last` is resolved and the file and its model class are checked (lightning_app/restore.py)."""
+        """Lightning re-parses the checkpoint's hyperparameters here, unchecked; ``ckpt_path.resolve`` does it
+        in ``before_instantiate_classes``, once the file and its model class are checked."""
 
     def before_instantiate_classes(self) -> None:
         subcommand = str(self.subcommand)
         config = self.config.get(subcommand, self.config)
-        check_compatible(import_class(config.model.class_path), import_class(config.data.class_path))
-        experiment = experiment_name(config)
-        asked_last = config.get("ckpt_path") == "last"
-        resolve_last(config, subcommand, experiment)
-        if subcommand in self.config:  # first: it parses the config again, which drops what is set below
-            self.config, self.checkpoint_links = restore_hyperparameters(
-                self.parser, self.config, subcommand, LINKED, config.trusted_packages
-            )
-            config = self.config[subcommand]
-        logger = config.trainer.logger
-        if hasattr(logger, "class_path") and logger.class_path == WANDB_LOGGER:
-            model = config.model.class_path.rsplit(".", 1)[-1]
-            data = config.data.class_path.rsplit(".", 1)[-1]
-            init_args = logger.init_args
-            init_args.name = init_args.name or f"{experiment}-{self.subcommand}"
-            init_args.offline = init_args.offline or wandb_offline()
-            group = wandb_group(logger, experiment)  # the group `--ckpt_path last` looks in
-            given = logger.get("dict_kwargs", {})
-            settings = {**wandb_settings(config.wandb_capture), **given.get("settings", {})}
-            logger.dict_kwargs = {"group": group, "tags": [model, data, self.subcommand], **given, "settings": settings}
-        self.run_folder = continue_run(config, subcommand, experiment, asked_last)
+        check_compatible(ckpt_path.import_class(config.model.class_path), ckpt_path.import_class(config.data.class_path))
+        self.config, self.checkpoint_links, self.run_folder = ckpt_path.resolve(self.parser, self.config, subcommand, LINKED)
+        config = self.config.get(subcommand, self.config)
+        name_wandb_run(config, experiment_name(config), subcommand)
 
     def after_instantiate_classes(self) -> None:
         if self.checkpoint_links:
-            check_linked(self.model, self.checkpoint_links, self._get(self.config, "ckpt_path"))
+            ckpt_path.check_linked(self.model, self.checkpoint_links, self._get(self.config, "ckpt_path"))
         warn_if_bf16_is_slow(self.trainer)
         if self._get(self.config, "compile"):
             compile_model(self.model)

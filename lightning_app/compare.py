@@ -1,7 +1,7 @@
 """Compare runs: ``python -m lightning_app.compare runs/ [--plot curves.png]``.
 
 Lists every run under the given folders (any folder holding a ``summary.json``, see
-``lightning_app/summary.py``) as a Markdown table: model, data, the hyperparameters that differ
+``lightning_app/record/summary.py``) as a Markdown table: model, data, the hyperparameters that differ
 between the runs, the final and best value of each validation metric, the test metrics,
 training time, device and precision. ``--plot`` draws their learning curves, and their test
 confusion matrices side by side where the runs have them. It reads only the

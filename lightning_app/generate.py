@@ -11,7 +11,7 @@ from pathlib import Path
 from jsonargparse import CLI
 
 from lightning_app.checkpoints import load_checkpoint
-from lightning_app.restore import checkpoint_model_class
+from lightning_app.checkpoints.ckpt_path import checkpoint_model_class
 from modules.language_model import LanguageModel
 
 

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from lightning_app.cli import main
-from lightning_app.tracking import wandb_offline
+from lightning_app.record.logger import wandb_offline
 
 ROOT = Path(__file__).parents[2]
 MLP_CONFIG = str(ROOT / "configs" / "mnist_mlp.yaml")

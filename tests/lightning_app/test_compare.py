@@ -13,7 +13,7 @@ from wandb.sdk.lib.config_util import save_config_file_from_dict
 
 from lightning_app import compare
 from lightning_app.cli import main
-from lightning_app.summary import RunSummary
+from lightning_app.record import RunSummary
 
 ROOT = Path(__file__).parents[2]
 SWEEP = ROOT / "configs/sweeps/digits_mlp_sweep.yaml"

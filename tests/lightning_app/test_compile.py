@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lightning_app.cli import main
-from lightning_app.compile import compile_model
+from lightning_app.defaults import compile_model
 from lightning_app.generate import generate, load_language_model
 from modules import MLP
 from tests.compiler import compiler_problem

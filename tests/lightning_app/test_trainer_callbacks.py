@@ -6,9 +6,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgre
 
 from lightning_app.checkpoints import ModelCheckpointLast
 from lightning_app.cli import AppCLI
-from lightning_app.faults import FaultTolerance
-from lightning_app.progress import TimedProgressBar
-from lightning_app.tracking import SaveRunConfig
+from lightning_app.checkpoints import FaultTolerance
+from lightning_app.defaults import TimedProgressBar
+from lightning_app.record import SaveRunConfig
 
 CONFIG = str(Path(__file__).parents[2] / "configs" / "digits_mlp.yaml")
 

@@ -15,10 +15,10 @@ from lightning.pytorch.callbacks import Callback
 
 from datamodules.base import BatchLoader
 from lightning_app.cli import main
-from lightning_app.resume import continue_run, find_last_checkpoint, resolve_last
-from lightning_app.tracking import WANDB_LOGGER
+from lightning_app.checkpoints.ckpt_path import continue_run, find_last_checkpoint, resolve_last
+from lightning_app.record import WANDB_LOGGER
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 # Digits: 1,294 training images, 21 batches of 64 per epoch. Dropout makes the random state matter.
 FIT = [
     "fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.max_epochs", "2", "--model.dropout", "0.2",

@@ -10,9 +10,9 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 from lightning_app.cli import main
-from lightning_app.tracking import LAUNCH_INPUTS, skip_unused_launch_inputs, wandb_settings
+from lightning_app.record.logger import LAUNCH_INPUTS, skip_unused_launch_inputs, wandb_settings
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 
 
 class RecordSettings(Callback):
@@ -38,7 +38,7 @@ def test_console_capture_and_system_metrics_are_off_unless_asked(monkeypatch):
 def test_a_run_has_no_console_log_unless_asked(mnist_dir, in_tmp):
     fit = ["fit", "--config", str(ROOT / "configs/mnist_mlp.yaml"), "--data.data_dir", str(mnist_dir),
            "--trainer.max_epochs", "1", "--test_after_fit", "false",
-           "--trainer.callbacks+=tests.lightning_app.test_tracking.RecordSettings"]  # fmt: skip
+           "--trainer.callbacks+=tests.lightning_app.record.test_logger.RecordSettings"]  # fmt: skip
     RecordSettings.seen = []
     main(fit)
     main([*fit, "--wandb_capture", "true"])
@@ -50,7 +50,7 @@ def test_a_run_has_no_console_log_unless_asked(mnist_dir, in_tmp):
 
 IMPORTS_LAUNCH = """
 import sys, wandb
-from lightning_app.tracking import LAUNCH_INPUTS, skip_unused_launch_inputs
+from lightning_app.record.logger import LAUNCH_INPUTS, skip_unused_launch_inputs
 if sys.argv[2] == "skip":
     skip_unused_launch_inputs()
 wandb.init(mode="offline", dir=sys.argv[1], settings={"console": "off", "x_disable_stats": True}).finish()

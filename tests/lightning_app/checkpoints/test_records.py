@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_app import checkpoints
+from lightning_app.checkpoints import files as checkpoints
 from lightning_app.checkpoints import AtomicCheckpointIO, load_checkpoint, record_path
 
 STATE = {"state_dict": {"weight": torch.arange(6.0)}, "global_step": 5}

@@ -15,9 +15,6 @@ checked first (a mismatch is an error naming the file, a missing record a warnin
 ``torch.load(weights_only=True)``, which unpickles tensors and plain data only. A file is hashed
 once per process: the digest of a file this process wrote, or already checked, is remembered.
 
-When (``ModelCheckpointLast``): Lightning rewrites ``last.ckpt`` only together with a top-k
-checkpoint, that is only when the monitored metric improves, so it goes stale; here it is written at
-every save point and when training ends (and on signals, see ``FaultTolerance``).
 """
 
 import errno
@@ -30,7 +27,6 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -182,31 +178,3 @@ def load_checkpoint(path, map_location: Any = "cpu") -> dict[str, Any]:
                 message = f"{path} is not a checkpoint of tensors and plain data, and is not loaded ({reason.strip()})"
                 raise ValueError(message) from error
     raise ValueError(f"{path} kept changing while it was read; is a run still writing it?")
-
-
-class ModelCheckpointLast(ModelCheckpoint):
-    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is written at every save point and when training ends.
-
-    The save point is the end of each validation (the end of each training epoch when validation runs
-    once per epoch, or not at all), as in Lightning; there ``last.ckpt`` is written even when no top-k
-    checkpoint is.
-    """
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self.write_last(trainer)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self.write_last(trainer)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        super().on_train_end(trainer, pl_module)
-        self.write_last(trainer)
-
-    def write_last(self, trainer) -> None:
-        """Writes ``last.ckpt`` unless it is off or this step is already saved."""
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_app.faults import Stopped
-from lightning_app.tracking import run_dir
+from lightning_app.checkpoints.faults import Stopped
+from lightning_app.record.folder import run_dir
 
 
 def _scalars(metrics: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, float]:

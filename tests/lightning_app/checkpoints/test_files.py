@@ -12,12 +12,12 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_app import checkpoints
+from lightning_app.checkpoints import files as checkpoints
 from lightning_app.checkpoints import AtomicCheckpointIO, load_checkpoint, record_path
 from lightning_app.cli import main
 from lightning_app.generate import generate
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 # Digits at batch size 128: 11 batches per epoch, 3 of them here.
 DIGITS = ["--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.logger", "false", "--data.batch_size", "128",
           "--trainer.limit_train_batches", "3", "--trainer.enable_progress_bar", "false",
@@ -50,7 +50,7 @@ def mlp_checkpoint(tmp_path_factory) -> Path:
 def test_last_is_the_newest_state_though_the_metric_stops_improving(in_tmp):
     # Learning rate 0: val/acc never improves after the first epoch, so no top-k checkpoint is written again.
     cli = main(["fit", *DIGITS, "--trainer.max_epochs", "3", "--optimizer.init_args.lr", "0.0", "--test_after_fit", "false",
-                "--trainer.callbacks+=tests.lightning_app.test_checkpoints.RecordLast"])  # fmt: skip
+                "--trainer.callbacks+=tests.lightning_app.checkpoints.test_files.RecordLast"])  # fmt: skip
     (recorder,) = [c for c in cli.trainer.callbacks if isinstance(c, RecordLast)]
     assert recorder.steps == [3, 6]  # written at the save point of epochs 0 and 1
     last = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"

@@ -1,6 +1,8 @@
 """Surviving faults: clean stops on signals, exact mid-epoch resume, a stop on NaN/inf loss.
 
-Checkpoints are written atomically and ``last.ckpt`` holds the newest state (``lightning_app/checkpoints.py``).
+Checkpoints are written atomically (``files.py``). ``last.ckpt`` holds the newest state: Lightning
+rewrites it only together with a top-k checkpoint, that is only when the monitored metric improves,
+so it goes stale; ``ModelCheckpointLast`` writes it at every save point and when training ends.
 On SIGINT (Ctrl-C) and SIGTERM (what SLURM and Kubernetes send before killing a job)
 the run finishes its batch, writes ``last.ckpt`` and stops with exit status 128 + the signal number;
 ``--ckpt_path last`` continues it. SIGTERM is Lightning's own handler (it keeps SLURM's auto-requeue);
@@ -16,12 +18,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MaxMetric, Metric, MinMetric
 
-from lightning_app.checkpoints import AtomicCheckpointIO
+from lightning_app.checkpoints.files import AtomicCheckpointIO
 
 
 class Stopped(SystemExit):
@@ -191,3 +193,31 @@ class FaultTolerance(Callback):
                 for attribute, value in state["metrics"][name].items():
                     moved = [v.to(metric.device) for v in value] if isinstance(value, list) else value.to(metric.device)
                     setattr(metric, attribute, moved)
+
+
+class ModelCheckpointLast(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is written at every save point and when training ends.
+
+    The save point is the end of each validation (the end of each training epoch when validation runs
+    once per epoch, or not at all), as in Lightning; there ``last.ckpt`` is written even when no top-k
+    checkpoint is.
+    """
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self.write_last(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self.write_last(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.write_last(trainer)
+
+    def write_last(self, trainer) -> None:
+        """Writes ``last.ckpt`` unless it is off or this step is already saved."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -13,6 +13,8 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightning_app.record.folder import run_dir
+
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 LAUNCH_INPUTS = "wandb.sdk.launch.inputs.internal"  # where W&B Launch keeps the job inputs staged for a run
 CONFIG_NAME = "lightning_config.yaml"  # W&B writes its own config.yaml into the run's files
@@ -76,7 +78,7 @@ def skip_unused_launch_inputs() -> None:
     ``wandb.launch.manage_config_file`` and ``manage_wandb_config``; those calls import that module
     themselves, so while it is not imported nothing is staged. The import costs 0.4-1 s once torch is
     loaded (pydantic looks up the source of each model class it defines among every loaded module).
-    W&B has no setting for it, so this wraps its private hook; ``tests/lightning_app/test_tracking.py``
+    W&B has no setting for it, so this wraps its private hook; ``tests/lightning_app/record/test_logger.py``
     pins what it relies on.
     """
     from wandb.sdk.wandb_run import Run
@@ -93,13 +95,25 @@ def skip_unused_launch_inputs() -> None:
     Run._detect_and_apply_job_inputs = apply_staged
 
 
-def run_dir(trainer) -> Path:
-    """The folder that holds a run's ``checkpoints/``, as ModelCheckpoint chooses it."""
-    logger = trainer.logger
-    if logger is None:
-        return Path(trainer.default_root_dir)
-    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-    return Path(logger.save_dir or trainer.default_root_dir) / str(logger.name) / version
+def wandb_group(logger, experiment: str) -> str:
+    """The W&B group of a run: its ``dict_kwargs.group``, else ``init_args.group`` (a sweep's), else the experiment."""
+    return (logger.get("dict_kwargs") or {}).get("group") or logger.init_args.get("group") or experiment
+
+
+def name_wandb_run(config, experiment: str, subcommand: str) -> None:
+    """Names the W&B run of ``config`` (the subcommand's, before instantiation): name, group, tags, settings."""
+    logger = config.trainer.logger
+    if getattr(logger, "class_path", None) != WANDB_LOGGER:
+        return
+    model = config.model.class_path.rsplit(".", 1)[-1]
+    data = config.data.class_path.rsplit(".", 1)[-1]
+    init_args = logger.init_args
+    init_args.name = init_args.name or f"{experiment}-{subcommand}"
+    init_args.offline = init_args.offline or wandb_offline()
+    group = wandb_group(logger, experiment)  # the group `--ckpt_path last` looks in
+    given = logger.get("dict_kwargs", {})
+    settings = {**wandb_settings(config.wandb_capture), **given.get("settings", {})}
+    logger.dict_kwargs = {"group": group, "tags": [model, data, subcommand], **given, "settings": settings}
 
 
 class SaveRunConfig(SaveConfigCallback):

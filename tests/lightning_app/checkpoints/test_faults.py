@@ -11,7 +11,7 @@ import torch
 from lightning_app.cli import main
 from lightning_app.checkpoints import AtomicCheckpointIO, load_checkpoint
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 DIGITS = ["fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.logger", "false", "--trainer.max_epochs", "1"]
 DIGITS += ["--trainer.enable_progress_bar", "false"]
 GOOD = {"state_dict": {"weight": torch.arange(6.0)}, "global_step": 5}

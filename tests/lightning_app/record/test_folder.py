@@ -11,11 +11,11 @@ import torch
 
 from lightning_app.cli import main
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 FIT = ["fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.logger", "false", "--data.batch_size", "128",
        "--trainer.limit_train_batches", "3", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary",
        "false", "--trainer.num_sanity_val_steps", "0", "--test_after_fit", "false"]  # fmt: skip
-HOLD = "import sys; from pathlib import Path; from lightning_app.runlock import lock_folder; lock = lock_folder(Path(sys.argv[1]))"
+HOLD = "import sys; from pathlib import Path; from lightning_app.record.folder import lock_folder; lock = lock_folder(Path(sys.argv[1]))"
 HOLD += "; print('locked', flush=True); sys.stdin.read()"
 
 

@@ -1,4 +1,9 @@
-"""One run per run folder: a lock held while a run uses its folder.
+"""The run folder: where a run writes, what it is called, and the lock that keeps it one run's.
+
+A W&B run writes ``<save_dir>/<project>/<run id>/``; a run without a logger gets its own
+``<default_root_dir>/lightning_app/<experiment>-<time>_<random>/`` (as its trainer's root). The
+experiment is the config file's name (or ``<data>-<model>``): the W&B group, and how
+``--ckpt_path last`` finds a run (``lightning_app/checkpoints/ckpt_path.py``).
 
 Two processes that resolve to the same run folder (two ``fit --ckpt_path last`` of one experiment, or
 the same ``--trainer.logger.init_args.id``) would interleave one ``metrics.jsonl`` and overwrite each
@@ -11,15 +16,42 @@ the next one. Only global rank 0 locks; the other ranks of a DDP run write nothi
 
 import fcntl
 import os
+import secrets
 import socket
+import time
 from pathlib import Path
 
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_app.tracking import run_dir
-
+PROJECT = "lightning_app"  # the W&B project, and the folder under the runs root that holds the run folders
 LOCK_NAME = "run.lock"
+
+
+def experiment_name(config) -> str:
+    """The config file's name, or ``<data>-<model>`` without one: the W&B group, and how ``last`` matches runs."""
+    if config.get("config"):
+        return Path(str(config.config[-1])).stem
+    return f"{config.data.class_path.rsplit('.', 1)[-1]}-{config.model.class_path.rsplit('.', 1)[-1]}"
+
+
+def new_run_id(experiment: str) -> str:
+    """A folder name for a run without a logger; under SLURM the job's, so a requeued job finds its folder."""
+    if SLURMEnvironment.detect():  # Lightning's SLURM auto-resume looks for its checkpoint in default_root_dir
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
+        return f"{experiment}-slurm_{job}"
+    return f"{experiment}-{time.strftime('%Y%m%d_%H%M%S')}_{secrets.token_hex(2)}"
+
+
+def run_dir(trainer) -> Path:
+    """The folder that holds a run's ``checkpoints/``, as ModelCheckpoint chooses it."""
+    logger = trainer.logger
+    if logger is None:
+        return Path(trainer.default_root_dir)
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return Path(logger.save_dir or trainer.default_root_dir) / str(logger.name) / version
 
 
 def lock_folder(folder: Path):

@@ -1,0 +1,127 @@
+"""What the CLI applies to every run beyond Lightning's own defaults, each measured in docs/speed.md.
+
+- ``fuse``: torch's fused optimizer step. Torch's Adam, AdamW and SGD default to a Python loop over
+  the parameters on a CPU (``foreach`` is the default on CUDA); ``fused=True`` updates every
+  parameter in one kernel per step. For the small models here that loop is a tenth of a training
+  step on a CPU. A config that sets ``fused`` or ``foreach`` keeps its choice.
+- ``compile_model`` (``--compile true``): the model compiles in place (``nn.Module.compile()``), not
+  as ``torch.compile(model)``'s wrapper, so it keeps its class and its state-dict keys (no
+  ``_orig_mod.`` prefix): a compiled run's checkpoint loads into an uncompiled model. Under DDP each
+  process compiles its own copy inside the DDP wrapper; bf16-mixed's autocast surrounds the compiled
+  forward. The steps stay eager and call the compiled ``forward`` (their logging would break the
+  graph). The option is the CLI's, not a model argument: how a run executes is not part of the model.
+- ``warn_if_bf16_is_slow``: configs written for GPUs say ``precision: bf16-mixed``; a CPU without
+  bfloat16 instructions emulates it, up to ~300x slower than float32 (``modules/device_speed.py``
+  answers whether it is fast once per process, for this and for the kNN search).
+- ``TimedProgressBar``: Lightning's bar, redrawn by time rather than by step.
+"""
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.optim import SGD, Adam, Optimizer
+
+from modules.device_speed import SPEEDUP_NEEDED, bfloat16_is_fast
+
+FUSED_DEVICES = ("cpu", "cuda")  # where torch has fused Adam, AdamW and SGD kernels (and CI runs them)
+
+
+def fuse(optimizer: Optimizer, device: torch.device) -> bool:
+    """Switches ``optimizer`` to its fused step when it is torch's Adam, AdamW or SGD, its parameters are
+    floating point on ``device`` (a CPU or CUDA device) and no group chose ``fused`` or ``foreach``;
+    returns whether it did. Called before the first step (a restored checkpoint then sets its own groups)."""
+    groups = optimizer.param_groups
+    kind = torch.device(device).type
+    if not isinstance(optimizer, Adam | SGD) or kind not in FUSED_DEVICES:
+        return False
+    chosen = any(group.get("fused") is not None or group.get("foreach") is not None for group in groups)
+    differentiable = any(group.get("differentiable") for group in groups)  # fused steps are not differentiable
+    params = [p for group in groups for p in group["params"]]
+    if chosen or differentiable or not all(p.is_floating_point() and p.device.type == kind for p in params):
+        return False
+    for group in groups:  # the step reads `fused` from each group
+        group["fused"] = True
+    return True
+
+
+def compile_model(model: L.LightningModule) -> bool:
+    """Compiles ``model``'s forward in place; returns whether it did.
+
+    A model with no trained parameters (kNN memorises the data, then searches it) has no training
+    step to speed up and is left as it is.
+    """
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        rank_zero_info(f"--compile: {type(model).__name__} trains no parameters; it runs uncompiled")
+        return False
+    model.compile()  # the first forward compiles (slow); later calls with the same shapes are fast
+    return True
+
+
+def warn_if_bf16_is_slow(trainer: L.Trainer) -> None:
+    """Warns (once per process and precision) when ``trainer`` runs bfloat16 on a CPU where it does not pay."""
+    if not str(trainer.precision).startswith("bf16") or not isinstance(trainer.accelerator, CPUAccelerator):
+        return
+    if not bfloat16_is_fast("cpu"):
+        _warn(str(trainer.precision))
+
+
+@functools.cache  # once per process and precision, however many runs it starts
+def _warn(precision: str) -> None:
+    rank_zero_warn(
+        f"precision {precision} on this CPU ({torch.backends.cpu.get_cpu_capability()}): bfloat16 matrix products "
+        f"are not {SPEEDUP_NEEDED}x faster than float32 here (without bfloat16 instructions they are emulated, up to "
+        "~300x slower); pass --trainer.precision 32-true"
+    )
+
+
+class TimedProgressBar(TQDMProgressBar):
+    """Lightning's ``TQDMProgressBar``, redrawn at most every ``interval`` seconds and at the end of each bar.
+
+    Lightning's bar redraws every ``refresh_rate`` steps; a small model takes hundreds of steps a
+    second, and a redraw (with its metrics, and W&B's copy of the console when that is on) costs
+    more than one of its steps. By time, the cost is the same for every model and the bar moves as
+    smoothly as the eye follows. A bar of its own in ``trainer.callbacks`` replaces this one
+    (``lightning.pytorch.callbacks.TQDMProgressBar`` with ``refresh_rate: 1`` redraws every step).
+
+    Args:
+        interval: Seconds between two redraws of a bar.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        if interval < 0:
+            raise ValueError(f"TimedProgressBar: interval must be 0 or more seconds, got {interval}")
+        super().__init__(refresh_rate=1)
+        self.interval = interval
+        self._drawn = float("-inf")
+
+    def _draw(self, bar, n: int, postfix: Callable[[], dict[str, Any]] | None = None) -> None:
+        """Shows ``n`` steps done on ``bar`` (and ``postfix()``, computed only then) if a redraw is due."""
+        if bar is None or bar.disable:
+            return
+        now = time.monotonic()
+        if n != bar.total and now - self._drawn < self.interval:
+            return
+        self._drawn = now
+        bar.n = n
+        if postfix is not None:
+            bar.set_postfix(postfix(), refresh=False)
+        bar.refresh()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._draw(self.train_progress_bar, batch_idx + 1, lambda: self.get_metrics(trainer, pl_module))
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._draw(self.val_progress_bar, batch_idx + 1)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._draw(self.test_progress_bar, batch_idx + 1)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._draw(self.predict_progress_bar, batch_idx + 1)
