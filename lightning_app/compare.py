@@ -42,7 +42,11 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _read_dict(path: Path, parse) -> dict[str, Any]:
+def read_dict(path: Path, parse) -> dict[str, Any]:
+    """The mapping that ``parse`` (``json.loads``, ``yaml.safe_load``) reads from ``path``.
+
+    Raises ValueError, naming the file, when the text does not parse or is not a mapping.
+    """
     try:
         data = parse(path.read_text())
     except (ValueError, yaml.YAMLError) as error:  # JSONDecodeError is a ValueError
@@ -53,9 +57,9 @@ def _read_dict(path: Path, parse) -> dict[str, Any]:
 
 
 def load_run(folder: Path) -> Run:
-    summary = _read_dict(folder / "summary.json", json.loads)
+    summary = read_dict(folder / "summary.json", json.loads)
     config_path = folder / "config.yaml"
-    config = flatten(_read_dict(config_path, lambda text: yaml.safe_load(text) or {})) if config_path.exists() else {}
+    config = flatten(read_dict(config_path, lambda text: yaml.safe_load(text) or {})) if config_path.exists() else {}
     by_epoch: dict[int, dict[str, Any]] = {}
     metrics_path = folder / "metrics.jsonl"
     lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []

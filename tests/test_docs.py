@@ -65,8 +65,8 @@ def test_each_command_parses(page, module, arguments, monkeypatch, capsys):
         compare.parser().parse_args(arguments)
         return
     if module == "lightning_app.sweep":
-        from lightning_app.sweep import parse_args
-        from lightning_app.sweep_file import SweepFile
+        from lightning_app.sweep.driver import parse_args
+        from lightning_app.sweep.file import SweepFile
 
         SweepFile.read(Path(parse_args(arguments).sweep))
         return

@@ -1,6 +1,6 @@
 """The trial's side of ``python -m lightning_app.sweep``: report the sweep metric to Optuna, stop when pruned.
 
-The sweep adds ``--trainer.callbacks+=lightning_app.sweep_callback.SweepTrial`` to each trial's
+The sweep adds ``--trainer.callbacks+=lightning_app.sweep.callback.SweepTrial`` to each trial's
 command and describes the trial in the environment variable ``LIGHTNING_APP_SWEEP`` (JSON: the
 study's storage URL and name, the trial's id, the metric, the pruner, the sweep's process id). A
 storage URL can hold a database password, so it travels in the environment, never in a config.yaml
@@ -14,13 +14,13 @@ from typing import Any
 import optuna
 from lightning.pytorch.callbacks import Callback
 
-from lightning_app.sweep_study import alive
-from lightning_app.sweep_trials import ENV, open_storage
+from lightning_app.sweep.study import alive
+from lightning_app.sweep.trials import ENV, open_storage
 from lightning_app.tracking import run_dir
 
 
 def make_pruner(pruning: dict[str, int] | None):
-    """Successive halving (W&B's hyperband, see sweep_file.py), or no pruning."""
+    """Successive halving (W&B's hyperband, see file.py), or no pruning."""
     if not pruning:
         return optuna.pruners.NopPruner()
     return optuna.pruners.SuccessiveHalvingPruner(**pruning, min_early_stopping_rate=0)

@@ -7,12 +7,12 @@ import optuna
 import pytest
 import yaml
 
-from lightning_app import sweep as sweep_cli
+from lightning_app.sweep import driver as sweep_cli
 from lightning_app.cli import main as fit
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 STATES = optuna.trial.TrialState
-CONFIG = Path(__file__).parents[2] / "configs/digits_mlp.yaml"
+CONFIG = Path(__file__).parents[3] / "configs/digits_mlp.yaml"
 QUIET = {"trainer.enable_progress_bar": {"value": False}, "trainer.enable_model_summary": {"value": False}}
 
 

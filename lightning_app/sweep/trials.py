@@ -19,12 +19,12 @@ from typing import Any
 
 import optuna
 
-from lightning_app.compare import _read_dict
-from lightning_app.sweep_file import SweepFile
+from lightning_app.compare import read_dict
+from lightning_app.sweep.file import SweepFile
 
 HOST = socket.gethostname()
-ENV = "LIGHTNING_APP_SWEEP"  # how a trial learns its study: see sweep_callback.py
-CALLBACK = "lightning_app.sweep_callback.SweepTrial"  # not imported here: it imports Lightning (seconds)
+ENV = "LIGHTNING_APP_SWEEP"  # how a trial learns its study: see callback.py
+CALLBACK = "lightning_app.sweep.callback.SweepTrial"  # not imported here: it imports Lightning (seconds)
 
 
 def open_storage(url: str, **heartbeat: Any):
@@ -150,7 +150,7 @@ class TrialRunner:
         if run is None or not (run / "summary.json").exists():
             raise TrialFailed(f"trial {trial.number} wrote no summary.json (run: {run}): sweeps need the W&B logger")
         try:
-            summary = _read_dict(run / "summary.json", json.loads)
+            summary = read_dict(run / "summary.json", json.loads)
         except (OSError, ValueError) as error:  # a broken summary fails the trial, not the sweep
             raise TrialFailed(f"trial {trial.number}: {error}") from None
         metrics = {**summary.get("last", {}), **summary.get("test", {})}

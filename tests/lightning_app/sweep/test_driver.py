@@ -2,7 +2,7 @@
 
 The stand-in takes a trial's command line and writes what a `fit` run writes (config.yaml and
 summary.json in runs/lightning_app/<run id>) in a blink, so these tests exercise the sweep itself;
-test_sweep_digits.py runs real trials.
+test_digits.py runs real trials.
 """
 
 import json
@@ -15,10 +15,10 @@ import optuna
 import pytest
 import yaml
 
-from lightning_app import sweep as sweep_cli
-from lightning_app import sweep_study
-from lightning_app.sweep_callback import SweepTrial
-from lightning_app.sweep_trials import CALLBACK, worker_environments
+from lightning_app.sweep import driver as sweep_cli
+from lightning_app.sweep import study as sweep_study
+from lightning_app.sweep.callback import SweepTrial
+from lightning_app.sweep.trials import CALLBACK, worker_environments
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # heartbeats, retries
 STATES = optuna.trial.TrialState
@@ -146,6 +146,7 @@ def start_held(path, in_tmp, trials_wanted):
     return driver
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("machine", ["this", "another"])
 def test_a_killed_sweep_is_continued_by_the_next_and_its_trial_retried(write_sweep, in_tmp, monkeypatch, machine):
     path = write_sweep(x={"values": [1, 2, 3]})
@@ -163,6 +164,7 @@ def test_a_killed_sweep_is_continued_by_the_next_and_its_trial_retried(write_swe
     assert retry.params == trials()[0].params and retry.state == STATES.COMPLETE
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_runs_reports_and_queues_them_again(write_sweep, in_tmp):
     path = write_sweep(x={"values": [1, 2]})
     driver = start_held(path, in_tmp, 2)
@@ -184,7 +186,6 @@ def test_workers_get_their_own_gpus_and_a_share_of_the_cores():
     assert [e["CUDA_VISIBLE_DEVICES"] for e in shared] == ["0", "1", "0"]
     assert [e["OMP_NUM_THREADS"] for e in shared] == ["1", "1", "1"]
     assert "CUDA_VISIBLE_DEVICES" not in worker_environments(1, [], cores=2)[0]
-
 
 
 def test_trials_get_the_callback_by_its_import_path():

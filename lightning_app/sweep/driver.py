@@ -3,9 +3,9 @@
 Optuna does the search (grid, random, TPE for ``bayes``; successive halving for ``early_terminate``)
 and keeps the study in a database: SQLite under ``runs/sweeps/<name>/`` by default, or any
 PostgreSQL/MySQL URL that workers on several machines share. Rerunning the command, or starting
-it on another machine, continues the same study to ``--trials`` (sweep_study.py). Every trial is a
-normal ``fit`` run in its own process (sweep_trials.py); the results go to ``runs/sweeps/<name>/``
-(sweep_report.py). docs/sweeps.md is the user's guide.
+it on another machine, continues the same study to ``--trials`` (study.py). Every trial is a
+normal ``fit`` run in its own process (trials.py); the results go to ``runs/sweeps/<name>/``
+(report.py).
 """
 
 import argparse
@@ -21,10 +21,10 @@ try:
 except ImportError:
     raise SystemExit("python -m lightning_app.sweep needs Optuna: pip install -e '.[sweep]'") from None
 
-from lightning_app.sweep_file import SweepFile, SweepFileError
-from lightning_app.sweep_report import report
-from lightning_app.sweep_study import fail_orphans, hidden, open_study, requeue, tally
-from lightning_app.sweep_trials import TrialFailed, TrialRunner
+from lightning_app.sweep.file import SweepFile, SweepFileError
+from lightning_app.sweep.report import report
+from lightning_app.sweep.study import fail_orphans, hidden, open_study, requeue, tally
+from lightning_app.sweep.trials import TrialFailed, TrialRunner
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
 PRUNE_DEFAULT = {"min_resource": 1, "reduction_factor": 3}  # --prune without early_terminate
@@ -115,7 +115,3 @@ def main(argv: list[str] | None = None) -> optuna.Study:
     if runner.interrupted:
         raise SystemExit(130)  # the shell's code for Ctrl-C
     return study
-
-
-if __name__ == "__main__":
-    main()

@@ -2,16 +2,18 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 
 from lightning_app.cli import main
-from lightning_app.sweep_callback import make_pruner
-from lightning_app.sweep_trials import CALLBACK, ENV
+from lightning_app.sweep.callback import make_pruner
+from lightning_app.sweep.trials import CALLBACK, ENV
 
-CONFIG = str(Path(__file__).parents[2] / "configs/digits_mlp.yaml")
+CONFIG = str(Path(__file__).parents[3] / "configs/digits_mlp.yaml")
 EPOCHS = 3
 STORAGE = "sqlite:///study.db"  # in the test's own folder
 ARGS = [
@@ -54,8 +56,14 @@ def test_without_pruning_every_validation_is_reported_and_the_run_goes_on(monkey
     assert "pruned_at" not in trial.user_attrs
 
 
-def test_a_run_whose_sweep_is_gone_stops(monkeypatch, study):
-    trainer, trial = fit_as_trial(monkeypatch, study, None, driver_pid=-1)  # not this process's parent
+@pytest.mark.parametrize("sweep", [pytest.param("exited", marks=pytest.mark.slow), "not a process"])
+def test_a_run_whose_sweep_is_gone_stops(monkeypatch, study, sweep):
+    driver_pid = -1
+    if sweep == "exited":
+        driver = subprocess.Popen([sys.executable, "-c", "pass"])
+        driver.wait()  # reaped, so its pid names no process
+        driver_pid = driver.pid
+    trainer, trial = fit_as_trial(monkeypatch, study, None, driver_pid=driver_pid)
     assert trainer.current_epoch == 1 and trial.intermediate_values == {}
 
 

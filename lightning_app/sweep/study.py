@@ -15,8 +15,8 @@ import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from lightning_app.sweep_file import SweepFile
-from lightning_app.sweep_trials import HOST, open_storage
+from lightning_app.sweep.file import SweepFile
+from lightning_app.sweep.trials import HOST, open_storage
 
 STATES = optuna.trial.TrialState
 RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)  # then a trial counts as failed
@@ -98,6 +98,7 @@ def alive(pid: int) -> bool:
 
 def fail_orphans(admin: optuna.Study) -> None:
     """Fails and requeues the running trials of this machine whose sweep process is gone."""
+    # Optuna's heartbeat waits 2 x --heartbeat (120 s): a rerun sooner counts the dead trial as running and ends short.
     dead = set()
     for trial in admin.get_trials(deepcopy=False, states=(STATES.RUNNING,)):
         # A trial just started may not have its driver_pid yet: taken for alive.

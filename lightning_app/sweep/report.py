@@ -17,8 +17,8 @@ from pathlib import Path
 import optuna
 import yaml
 
-from lightning_app.sweep_file import SweepFile
-from lightning_app.sweep_trials import CALLBACK
+from lightning_app.sweep.file import SweepFile
+from lightning_app.sweep.trials import CALLBACK
 
 STATES = optuna.trial.TrialState
 

@@ -11,7 +11,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from wandb.sdk.launch.sweeps.utils import load_sweep_config
 
-from lightning_app.sweep_file import SweepFile, SweepFileError
+from lightning_app.sweep.file import SweepFile, SweepFileError
 from tests.lightning_app.test_compare import SWEEP, agent_command, trial_values
 
 BASE = {
@@ -118,6 +118,6 @@ def test_hyperband_max_iter_form_starts_at_its_first_bracket(tmp_path):
 
 def test_without_optuna_the_command_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` finds when it is not installed
-    monkeypatch.delitem(sys.modules, "lightning_app.sweep", raising=False)
+    monkeypatch.delitem(sys.modules, "lightning_app.sweep.driver", raising=False)
     with pytest.raises(SystemExit, match=r"needs Optuna: pip install -e '.\[sweep\]'"):
-        importlib.import_module("lightning_app.sweep")
+        importlib.import_module("lightning_app.sweep.driver")
