@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from datamodules.augment import augment_generator, cutout, random_crop_flip, training_batch_index
@@ -22,6 +23,7 @@ from datamodules.base import ImageDataModule, data_folder
 from datamodules.download import download, md5sum
 
 PIXELS = 3 * 32 * 32
+LONGEST_NAMES = 1 << 16  # bytes: a names file is a few hundred; anything longer is not one
 
 
 def extract(archive: Path, directory: Path, members: list[str]) -> None:
@@ -61,6 +63,20 @@ def extract(archive: Path, directory: Path, members: list[str]) -> None:
         raise ValueError(f"{archive}: not a readable tar.gz ({error}); delete it to download it again") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_member(archive: Path, name: str) -> bytes | None:
+    """The regular file ``name`` of a tar.gz, read into memory (nothing lands on disk); None if absent,
+    not a regular file (a link), longer than a names file, or the archive is unreadable."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            member = next((m for m in tar if m.name.removeprefix("./") == name), None)
+            if member is not None and member.isfile() and member.size <= LONGEST_NAMES:
+                with tar.extractfile(member) as source:
+                    return source.read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        rank_zero_warn(f"{archive}: class names not readable ({error}); class_names is None")
+    return None
 
 
 def read_records(path: Path, label_bytes: int, num_labels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +124,8 @@ class CIFAR10(ImageDataModule):
     split_files = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
     label_bytes, num_labels = 1, (10,)
     label_column = 0  # which label byte is the class
+    names_file = "batches.meta.txt"
+    class_names: list[str] | None = None  # read at setup from `names_file`; None where it is absent or wrong
 
     def __init__(
         self,
@@ -155,6 +173,24 @@ class CIFAR10(ImageDataModule):
             labels.append(batch_labels[:, self.label_column])
         return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels).astype(np.int64))
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.class_names is None:
+            self.class_names = self.read_class_names()
+
+    def read_class_names(self) -> list[str] | None:
+        """The lines of the names file, from the extracted folder when it is there, else from the archive;
+        None when neither holds one of ``num_classes`` names."""
+        extracted, archive = self.data_dir / self.folder / self.names_file, self.data_dir / self.archive
+        if extracted.is_file() and extracted.stat().st_size <= LONGEST_NAMES:
+            text = extracted.read_bytes()
+        elif archive.is_file():
+            text = read_member(archive, f"{self.folder}/{self.names_file}") or b""
+        else:
+            return None
+        names = [line.strip() for line in text.decode("utf-8", errors="replace").splitlines() if line.strip()]
+        return names if len(names) == self.num_classes else None
+
     def augment(self, images: Tensor) -> Tensor:
         """Crop, flip and cutout of a uint8 ``(B, C, H, W)`` training batch, seeded as the class says."""
         trainer = self.trainer
@@ -198,4 +234,5 @@ class CIFAR100(CIFAR10):
     ) -> None:
         super().__init__(data_dir, batch_size, val_split, seed, crop_padding, flip, cutout)
         self.label_column = 1 if labels == "fine" else 0
+        self.names_file = f"{labels}_label_names.txt"
         self.num_classes = self.num_labels[self.label_column]

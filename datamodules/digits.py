@@ -22,6 +22,7 @@ class Digits(ImageDataModule):
 
     input_shape = (1, 8, 8)
     num_classes = 10
+    class_names = [str(digit) for digit in range(10)]
     mean, std = (0.3053,), (0.3759,)
 
     def __init__(self, batch_size: int = 64, val_split: float = 0.1, test_split: float = 0.2, seed: int = 0) -> None:

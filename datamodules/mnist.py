@@ -50,6 +50,7 @@ class MNIST(ImageDataModule):
 
     input_shape = (1, 28, 28)
     num_classes = 10
+    class_names = [str(digit) for digit in range(10)]
     mean, std = (0.1307,), (0.3081,)
     mirrors = ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"]
     files = {
@@ -97,6 +98,7 @@ class FashionMNIST(MNIST):
     """Zalando's Fashion-MNIST: ten kinds of clothing in MNIST's format and sizes."""
 
     mean, std = (0.2860,), (0.3530,)
+    class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     mirrors = ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
     files = {
         "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
@@ -110,6 +112,7 @@ class KMNIST(MNIST):
     """Kuzushiji-MNIST: ten cursive Japanese characters in MNIST's format and sizes."""
 
     mean, std = (0.1918,), (0.3483,)
+    class_names = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]  # romanised: fonts lack kana
     mirrors = ["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"]
     files = {
         "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",

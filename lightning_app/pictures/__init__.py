@@ -1,6 +1,7 @@
 """Pictures of what each model learned and where it fails: in W&B, and as files in the run folder.
 
-One callback per family of pictures, each usable as a ``trainer.callbacks`` entry with ``init_args``:
+One callback per family of pictures, each on ``base.PictureCallback`` and usable as a
+``trainer.callbacks`` entry with ``init_args``:
 
 - ``ClassifierPictures`` (``classifier``): confusion matrix, per-class accuracy, most confident mistakes, at test end.
 - ``ConvFilters`` (``filters``): the first conv layer's filters, and each layer's output size.

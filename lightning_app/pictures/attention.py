@@ -9,12 +9,11 @@ import math
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_app.pictures.figures import figure, show
-from lightning_app.pictures.publish import data_statistics, displayable, like_model, probe, publish
+from lightning_app.pictures.base import PictureCallback, data_statistics, displayable, like_model, probe, publish
 from lightning_app.pictures.filters import first_conv
 
 
@@ -49,7 +48,7 @@ def attention_maps(model: nn.Module, inputs: Tensor) -> list[Tensor]:
     return maps
 
 
-class AttentionMaps(Callback):
+class AttentionMaps(PictureCallback):
     """Attention maps of one fixed sample, one picture per layer (``attention/layer{i}``), a panel per head.
 
     The sample is the first of the validation split (or ``text``, for a language model). For
@@ -65,7 +64,7 @@ class AttentionMaps(Callback):
         dpi: Pixels per inch of the PNG files.
     """
 
-    stages = ("fit",)
+    nothing = "no attention pictures"
 
     def __init__(self, every_n_epochs: int = 0, num_tokens: int = 32, text: str | None = None, dpi: int = 100) -> None:
         if every_n_epochs < 0 or num_tokens < 1 or dpi < 1 or text == "":
@@ -78,13 +77,11 @@ class AttentionMaps(Callback):
 
     @staticmethod
     def missing(pl_module, datamodule) -> str | None:
-        """What the model lacks for these pictures, or None."""
         return None if any(is_attention(m) for m in pl_module.modules()) else "no attention module (qkv, nhead, causal)"
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        if (lacking := self.missing(pl_module, trainer.datamodule)) is not None:
-            rank_zero_warn(f"AttentionMaps: {type(pl_module).__name__} has {lacking}; no attention pictures")
-        elif self.text is not None:
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if self.active and self.text is not None:
             if not callable(getattr(pl_module, "encode", None)):
                 raise ValueError(f"AttentionMaps: `text` is for language models; {type(pl_module).__name__} has no `encode`")
             self.sample = pl_module.encode(self.text)[None]  # a character outside the vocabulary fails here, before training
@@ -94,15 +91,14 @@ class AttentionMaps(Callback):
             self.sample = batch[0][:1].detach().cpu().clone()
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        epoch = trainer.current_epoch
-        if self.every_n_epochs and not trainer.sanity_checking and (epoch + 1) % self.every_n_epochs == 0:
-            self._draw(trainer, pl_module, epoch + 1, f"_epoch{epoch}")
+        if self.epoch_due(trainer):
+            self._draw(trainer, pl_module, trainer.current_epoch + 1, f"_epoch{trainer.current_epoch}")
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._draw(trainer, pl_module, trainer.current_epoch, "")  # by now, the number of epochs trained
 
     def _draw(self, trainer, pl_module, epochs: int, suffix: str) -> None:
-        if not trainer.is_global_zero or self.missing(pl_module, trainer.datamodule) is not None:
+        if not self.active or not trainer.is_global_zero:
             return
         if self.sample is None:
             rank_zero_warn("AttentionMaps: no validation batch was seen and no `text` given; no attention pictures")

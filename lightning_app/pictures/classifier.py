@@ -4,22 +4,15 @@ import math
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from torchmetrics.classification import MulticlassConfusionMatrix
 
+from lightning_app.pictures.base import PictureCallback, class_names, data_statistics, displayable, model_classes, publish
 from lightning_app.pictures.confusion import confusion_table, draw_confusion, draw_per_class, per_class_table
 from lightning_app.pictures.figures import Table, figure, tile_grid
-from lightning_app.pictures.publish import data_statistics, displayable, publish
-from lightning_app.pictures.names import class_names
 from lightning_app.pictures.subset import SeededSubset
 from datamodules.base import gather_shards
-
-
-def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> Tensor:
-    """``(K, K)`` counts: entry ``[i, j]`` is the number of class-i samples predicted as class j."""
-    flat = labels.long() * num_classes + predictions.long()
-    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def probabilities(scores: Tensor) -> Tensor:
@@ -30,12 +23,7 @@ def probabilities(scores: Tensor) -> Tensor:
     return scores.softmax(1)
 
 
-def model_classes(pl_module, datamodule) -> int | None:
-    hparams = getattr(pl_module, "hparams", {})
-    return hparams.get("num_classes") or getattr(datamodule, "num_classes", None)
-
-
-class ClassifierPictures(Callback):
+class ClassifierPictures(PictureCallback):
     """At the end of every test: the confusion matrix (counts and row-normalised), the accuracy of
     each class, and a grid of the test images the model got wrong with the highest confidence.
 
@@ -52,7 +40,7 @@ class ClassifierPictures(Callback):
         dpi: Pixels per inch of the PNG files.
     """
 
-    stages = ("fit", "test")
+    stage, nothing = "test", "no classifier pictures"
 
     def __init__(self, max_samples: int = 2000, num_misclassified: int = 25, seed: int = 0, dpi: int = 100) -> None:
         if max_samples < 1 or num_misclassified < 0 or dpi < 1:
@@ -69,13 +57,11 @@ class ClassifierPictures(Callback):
 
     @staticmethod
     def missing(pl_module, datamodule) -> str | None:
-        """What the model lacks for these pictures, or None."""
         return None if model_classes(pl_module, datamodule) else "no `num_classes` (not a classifier)"
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self.subset = None
-        if (lacking := self.missing(pl_module, trainer.datamodule)) is not None:
-            rank_zero_warn(f"ClassifierPictures: {type(pl_module).__name__} has {lacking}; no classifier pictures")
+        if not self.active:
             return
         self.num_classes = model_classes(pl_module, trainer.datamodule)
         size, seed = math.ceil(self.max_samples / trainer.world_size), self.seed + trainer.global_rank
@@ -126,8 +112,9 @@ class ClassifierPictures(Callback):
             mistakes = {"images": torch.zeros(0, *shape), "confidence": torch.zeros(0)}
             mistakes.update({name: torch.zeros(0, dtype=torch.long) for name in ("label", "predicted", "position")})
         labels, predicted = (rows.get(name, torch.zeros(0, dtype=torch.long)) for name in ("label", "predicted"))
-        counts = confusion_matrix(labels, predicted, self.num_classes).to(device)
-        counts = trainer.strategy.reduce(counts.float(), reduce_op="sum").round().long().cpu().numpy()
+        confusion = MulticlassConfusionMatrix(self.num_classes).to(device)
+        confusion.update(predicted.to(device), labels.to(device))
+        counts = confusion.compute().cpu().numpy()  # summed over the ranks under DDP
         in_subset = torch.isin(mistakes["position"], rows["position"]) if rows else torch.zeros(0, dtype=torch.bool)
         chosen = in_subset.nonzero().squeeze(1)
         worst = chosen[mistakes["confidence"][chosen].argsort(descending=True)[: self.num_misclassified]]

@@ -41,15 +41,16 @@ class Pictures:
 def default_pictures(
     model, datamodule, subcommand: str, chosen: list[Callback], pictures: Pictures | bool
 ) -> list[Callback]:
-    """The picture callbacks to add to a run: each kind that ``pictures`` leaves on, that works in
-    ``subcommand`` and fits the model, and of whose class ``chosen`` (the configured callbacks) has none."""
+    """The picture callbacks to add to a run: each kind that ``pictures`` leaves on, that draws in
+    ``subcommand`` (``fit`` also tests, at its end) and fits the model, and of whose class ``chosen``
+    (the configured callbacks) has none."""
     if pictures is False:
         return []
     return [
         kind()
         for name, kind in KINDS.items()
         if getattr(pictures, name, True)
-        and subcommand in kind.stages
+        and subcommand in ("fit", kind.stage)
         and kind.missing(model, datamodule) is None
         and not any(isinstance(callback, kind) for callback in chosen)
     ]

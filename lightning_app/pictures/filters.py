@@ -4,12 +4,10 @@ import math
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lightning_app.pictures.figures import Table, figure, show
-from lightning_app.pictures.publish import like_model, probe, publish
+from lightning_app.pictures.base import PictureCallback, like_model, probe, publish
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
@@ -53,7 +51,7 @@ def feature_map_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> Table:
     return Table(["layer", "type", "output (C x H x W)", "parameters"], rows)
 
 
-class ConvFilters(Callback):
+class ConvFilters(PictureCallback):
     """The first ``nn.Conv2d``'s filters as an image grid (``filters/conv1``) at the end of ``fit``
     and, with ``every_n_epochs``, after every n-th validation (``pictures/filters/conv1_epoch{E}.png``);
     and at the end of ``fit`` each layer's output size for one input as a table (``filters/feature_maps``).
@@ -65,7 +63,7 @@ class ConvFilters(Callback):
         dpi: Pixels per inch of the PNG files.
     """
 
-    stages = ("fit",)
+    nothing = "no filter pictures"
 
     def __init__(self, every_n_epochs: int = 0, max_filters: int = 64, dpi: int = 100) -> None:
         if every_n_epochs < 0 or max_filters < 1 or dpi < 1:
@@ -77,18 +75,10 @@ class ConvFilters(Callback):
 
     @staticmethod
     def missing(pl_module, datamodule) -> str | None:
-        """What the model lacks for these pictures, or None."""
         return None if first_conv(pl_module) else "no nn.Conv2d layer"
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        if (lacking := self.missing(pl_module, trainer.datamodule)) is not None:
-            rank_zero_warn(f"ConvFilters: {type(pl_module).__name__} has {lacking}; no filter pictures")
-
     def _draw_filters(self, trainer, pl_module, epochs: int, name: str | None = None) -> None:
-        found = first_conv(pl_module)
-        if found is None or not trainer.is_global_zero:
-            return
-        layer, conv = found
+        layer, conv = first_conv(pl_module)
         mosaic = filter_mosaic(conv.weight, self.max_filters)
         shown = min(self.max_filters, conv.out_channels)
         inches = 0.8 / (conv.kernel_size[1] + 1)  # per pixel of the mosaic: 0.8 inches per filter
@@ -99,12 +89,14 @@ class ConvFilters(Callback):
         publish(trainer, "filters/conv1", fig, dpi=self.dpi, name=name)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        epoch = trainer.current_epoch
-        if self.every_n_epochs and not trainer.sanity_checking and (epoch + 1) % self.every_n_epochs == 0:
+        if self.epoch_due(trainer) and trainer.is_global_zero:
+            epoch = trainer.current_epoch
             self._draw_filters(trainer, pl_module, epoch + 1, f"filters/conv1_epoch{epoch}")
 
     def on_fit_end(self, trainer, pl_module) -> None:
+        if not self.active or not trainer.is_global_zero:
+            return
         self._draw_filters(trainer, pl_module, trainer.current_epoch)  # by now, the number of epochs trained
         input_shape = getattr(trainer.datamodule, "input_shape", None) or pl_module.hparams.get("input_shape")
-        if trainer.is_global_zero and first_conv(pl_module) is not None and input_shape is not None:
+        if input_shape is not None:
             publish(trainer, "filters/feature_maps", table=feature_map_sizes(pl_module, tuple(input_shape)))

@@ -1,20 +1,16 @@
 """Which neighbours a k-nearest-neighbour classifier voted with, for a few test queries."""
 
 import torch
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_app.pictures.classifier import model_classes
+from lightning_app.pictures.base import PictureCallback, class_names, data_statistics, displayable, model_classes, publish
 from lightning_app.pictures.figures import Table, tile_grid
-from lightning_app.pictures.publish import data_statistics, displayable, publish
-from lightning_app.pictures.names import class_names
 from modules.knn_search import nearest_neighbours
 
 BUDGET = 256 * 2**20  # bytes of distances per chunk of the search, when the model states none
 
 
-class KNNNeighbours(Callback):
+class KNNNeighbours(PictureCallback):
     """At the end of every test: the first ``num_queries`` test samples, each followed by its
     nearest memorised samples with their labels and distances (``knn/neighbours``, a PNG and a
     CSV of every neighbour). The search is the model's own (its ``memory``, ``k`` and
@@ -26,7 +22,7 @@ class KNNNeighbours(Callback):
         dpi: Pixels per inch of the PNG file.
     """
 
-    stages = ("fit", "test")
+    stage, nothing = "test", "no neighbour pictures"
 
     def __init__(self, num_queries: int = 8, max_neighbours: int = 10, dpi: int = 100) -> None:
         if num_queries < 1 or max_neighbours < 1 or dpi < 1:
@@ -35,11 +31,9 @@ class KNNNeighbours(Callback):
             )
         self.num_queries, self.max_neighbours, self.dpi = num_queries, max_neighbours, dpi
         self.queries: list[tuple[Tensor, Tensor]] = []
-        self.active = False
 
     @staticmethod
     def missing(pl_module, datamodule) -> str | None:
-        """What the model lacks for these pictures, or None."""
         hparams = getattr(pl_module, "hparams", {})
         if not all(isinstance(getattr(pl_module, name, None), Tensor) for name in ("memory", "memory_labels")):
             return "no `memory` and `memory_labels` (not a kNN)"
@@ -47,14 +41,10 @@ class KNNNeighbours(Callback):
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self.queries = []
-        lacking = self.missing(pl_module, trainer.datamodule)
-        self.active = lacking is None and trainer.is_global_zero
-        if lacking is not None:
-            rank_zero_warn(f"KNNNeighbours: {type(pl_module).__name__} has {lacking}; no neighbour pictures")
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         wanted = self.num_queries - sum(len(labels) for _, labels in self.queries)
-        if self.active and wanted > 0 and dataloader_idx == 0:
+        if self.active and trainer.is_global_zero and wanted > 0 and dataloader_idx == 0:
             self.queries.append((batch[0][:wanted].detach().clone(), batch[1][:wanted].detach().clone()))
 
     @torch.no_grad()

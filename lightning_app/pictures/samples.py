@@ -4,17 +4,16 @@ import csv
 import textwrap
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_app.pictures.figures import Table, figure
-from lightning_app.pictures.publish import publish, uncompiled
+from lightning_app.pictures.base import PictureCallback, publish, uncompiled
 from lightning_app.tracking import run_dir
 
 COLUMNS = ["epoch", "step", "val/loss", "text"]
 
 
-class TextSamples(Callback):
+class TextSamples(PictureCallback):
     """After every validation of ``fit``, the model continues ``prompt``; the table ``samples/text``
     (CSV, and a W&B table) gains one row per validation: epoch, step, ``val/loss``, text. Each
     draws with the same ``seed``, so what changes from row to row is the model. At the end of
@@ -31,7 +30,7 @@ class TextSamples(Callback):
         dpi: Pixels per inch of the PNG file.
     """
 
-    stages = ("fit",)
+    nothing = "no text samples"
 
     def __init__(
         self,
@@ -51,19 +50,16 @@ class TextSamples(Callback):
         self.prompt, self.length, self.temperature, self.top_k, self.seed = prompt, length, temperature, top_k, seed
         self.lines_drawn, self.dpi = lines_drawn, dpi
         self.rows: list[list] = []
-        self.active = False
 
     @staticmethod
     def missing(pl_module, datamodule) -> str | None:
-        """What the model lacks for these pictures, or None."""
         return None if callable(getattr(pl_module, "generate_text", None)) else "no `generate_text` (not a language model)"
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        if (lacking := self.missing(pl_module, trainer.datamodule)) is not None:
-            rank_zero_warn(f"TextSamples: {type(pl_module).__name__} has {lacking}; no text samples")
+        if not self.active:
             return
         pl_module.encode(self.prompt)  # a character outside the vocabulary fails here, before training
-        self.active, self.rows = True, []
+        self.rows = []
         if trainer.is_global_zero and trainer.ckpt_path is not None:  # resumed: keep the earlier rows
             previous = run_dir(trainer) / "pictures" / "samples" / "text.csv"
             if previous.is_file():

@@ -1,9 +1,10 @@
-"""Out of a run: tensors into pictures, and pictures into the run folder, W&B and ``summary.json``.
+"""What every picture callback shares: when it draws, what it needs, and where its pictures go.
 
-``publish`` writes a picture (PNG) and its table (CSV) into ``<run folder>/pictures/<key>``,
-each written beside its place and renamed into it (a reader never sees half a file), logs them
-to W&B under the same ``key`` when the run has a ``WandbLogger``, and lists them in the run's
-``summary.json``.
+``PictureCallback`` is the protocol: the stage it draws in, what the model lacks for it (a
+one-line warning, and nothing drawn), every-n-epochs. ``publish`` writes a picture (PNG) and its
+table (CSV) into ``<run folder>/pictures/<key>``, each written beside its place and renamed into
+it (a reader never sees half a file), logs them to W&B under the same ``key`` when the run has a
+``WandbLogger``, and lists them in the run's ``summary.json``.
 """
 
 import contextlib
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_app.pictures.figures import Table
@@ -69,6 +72,19 @@ def data_statistics(trainer) -> tuple[tuple[float, ...] | None, tuple[float, ...
     return getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
 
 
+def class_names(datamodule, num_classes: int) -> list[str]:
+    """The data module's ``class_names`` when it has ``num_classes`` of them, else "0", "1", ..."""
+    names = getattr(datamodule, "class_names", None)
+    if names is not None and len(names) == num_classes:
+        return [str(name) for name in names]
+    return [str(i) for i in range(num_classes)]
+
+
+def model_classes(pl_module, datamodule) -> int | None:
+    """The number of classes of a classifier (its ``num_classes``, else its data's), None for other models."""
+    return getattr(pl_module, "hparams", {}).get("num_classes") or getattr(datamodule, "num_classes", None)
+
+
 def _replace(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.part")  # two runs sharing a folder never share this one
@@ -114,3 +130,30 @@ def publish(
                 logger.log_table(key=key, columns=table.columns, data=table.rows, step=trainer.global_step)
     add_files(trainer, key, paths)
     return paths
+
+
+class PictureCallback(Callback):
+    """A callback that draws in one trainer stage (``stage``: "fit" or "test") when the model has
+    what it needs (``missing`` says what it lacks); otherwise it warns once, in one line, and draws
+    nothing. ``active`` holds whether it draws in the stage under way."""
+
+    stage = "fit"
+    nothing = "no pictures"  # the end of the warning: what such a model does not get
+    every_n_epochs = 0  # 0: never after a validation
+    active = False
+
+    @staticmethod
+    def missing(pl_module, datamodule) -> str | None:
+        """What the model lacks for these pictures, or None."""
+        raise NotImplementedError
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        lacking = self.missing(pl_module, trainer.datamodule) if stage == self.stage else None
+        if lacking is not None:
+            rank_zero_warn(f"{type(self).__name__}: {type(pl_module).__name__} has {lacking}; {self.nothing}")
+        self.active = stage == self.stage and lacking is None
+
+    def epoch_due(self, trainer) -> bool:
+        """Whether to draw after this validation: every ``every_n_epochs``-th epoch's, never the sanity check's."""
+        due = self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        return bool(self.active and due and not trainer.sanity_checking)

@@ -16,7 +16,7 @@ from lightning_app.pictures.filters import filter_mosaic
 from modules import CNN, KNN, MLP, ViT, Transformer
 from modules.layers import SelfAttention
 from tests.fakes import write_text
-from tests.lightning_app.png import assert_picture
+from tests.lightning_app.pictures.png import assert_picture
 
 
 def run(folder, model, data, callbacks, epochs=1, test=False, ckpt_path=None, **trainer_args) -> L.Trainer:

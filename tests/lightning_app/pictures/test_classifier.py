@@ -14,7 +14,7 @@ from lightning_app.pictures.classifier import probabilities
 from lightning_app.pictures.confusion import read_confusion
 from lightning_app.pictures.subset import SeededSubset, subset_keys
 from modules import MLP
-from tests.lightning_app.png import assert_picture
+from tests.lightning_app.pictures.png import assert_picture
 
 
 @pytest.fixture(scope="module")

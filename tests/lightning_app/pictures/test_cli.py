@@ -26,9 +26,9 @@ from lightning_app.pictures.confusion import read_confusion
 from lightning_app.pictures.defaults import KINDS
 from modules import CNN, KNN, MLP, RNN, ViT, Transformer
 from tests.fakes import write_text
-from tests.lightning_app.png import assert_picture
+from tests.lightning_app.pictures.png import assert_picture
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 WANDB = str(Path(sys.executable).parent / "wandb")
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 CLASSIFIER_KEYS = {"test/confusion_matrix", "test/per_class_accuracy", "test/misclassified"}
