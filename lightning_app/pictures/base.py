@@ -21,8 +21,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_app.pictures.figures import Table
-from lightning_app.summary import add_files
-from lightning_app.tracking import run_dir
+from lightning_app.record import add_files, run_dir
 
 
 def like_model(x: Tensor, model: torch.nn.Module) -> Tensor:

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lightning_app.sweep.study import alive
 from lightning_app.sweep.trials import ENV, open_storage
-from lightning_app.tracking import run_dir
+from lightning_app.record import run_dir
 
 
 def make_pruner(pruning: dict[str, int] | None):

@@ -1,0 +1,70 @@
+"""The private hooks of Lightning, W&B and Optuna that the project relies on, each pinned to the behaviour
+it needs, so an upgrade that renames or changes one fails here, named, rather than somewhere in a run.
+Also: modules that moved keep loading under their old names (saved configs name them)."""
+
+import importlib
+import inspect
+import sys
+import warnings
+
+import pytest
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+import lightning_app
+from lightning_app.checkpoints import ModelCheckpointLast
+from lightning_app.cli import AppCLI
+
+
+def test_lightning_cli_parses_the_checkpoints_hyperparameters_in_the_hook_that_appcli_turns_off():
+    # AppCLI's no-op `_parse_ckpt_path` is what keeps a checkpoint's hyperparameters from being
+    # parsed unchecked (lightning_app/checkpoints/ckpt_path.py does it after its checks).
+    assert "self._parse_ckpt_path()" in inspect.getsource(LightningCLI)
+    assert AppCLI._parse_ckpt_path is not LightningCLI._parse_ckpt_path
+
+
+def test_model_checkpoint_internals_that_model_checkpoint_last_calls():
+    for name in ("_should_save_on_train_epoch_end", "_should_skip_saving_checkpoint", "_monitor_candidates"):
+        assert list(inspect.signature(getattr(ModelCheckpoint, name)).parameters) == ["self", "trainer"], name
+    assert list(inspect.signature(ModelCheckpoint._save_last_checkpoint).parameters) == ["self", "trainer", "monitor_candidates"]
+    assert issubclass(ModelCheckpointLast, ModelCheckpoint)
+
+
+@pytest.mark.parametrize(("path", "local"), [("/a/b.ckpt", True), ("b.ckpt", True), ("file:///a/b.ckpt", True),
+                                             ("s3://bucket/b.ckpt", False), ("https://host/b.ckpt", False)])  # fmt: skip
+def test_is_local_file_protocol_tells_remote_paths_apart(path, local):
+    assert _is_local_file_protocol(path) is local
+
+
+def test_wandb_applies_staged_launch_inputs_through_the_hook_the_logger_wraps():
+    from wandb.sdk.wandb_run import Run
+
+    assert list(inspect.signature(Run._detect_and_apply_job_inputs).parameters) == ["self"]
+
+
+def test_optuna_trials_carry_the_storage_id_the_sweep_hands_to_each_trial():
+    import optuna
+
+    study = optuna.create_study()
+    trial = study.ask()
+    assert isinstance(trial._trial_id, int)
+
+
+@pytest.mark.parametrize("old", sorted(lightning_app.MOVED))
+def test_a_moved_module_loads_under_its_old_name_and_names_its_new_one(old, monkeypatch):
+    monkeypatch.delitem(sys.modules, old, raising=False)  # as in a new process
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(lightning_app.MOVED[old])
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == [
+        f"{old} is now {lightning_app.MOVED[old]}: use that name in configs"
+    ]
+
+
+def test_an_old_sweep_trials_callback_path_still_parses(tmp_path):
+    cli = AppCLI(args=["--config", "configs/digits_mlp.yaml", "--trainer.logger", "false",
+                       "--trainer.default_root_dir", str(tmp_path),
+                       "--trainer.callbacks+=lightning_app.progress.TimedProgressBar"], run=False)  # fmt: skip
+    assert any(type(c).__name__ == "TimedProgressBar" for c in cli.trainer.callbacks)
