@@ -15,12 +15,13 @@ from torch import Tensor
 def training_batch_index(trainer: L.Trainer) -> int:
     """The index of the training batch being transferred among all training batches of the run.
 
-    Lightning offers no public count of batches (``global_step`` counts optimizer steps, which
-    gradient accumulation divides) and hands a data module's batch hooks no batch index, so this
-    reads the fit loop's progress counter, restored from checkpoints. ``tests/datamodules/test_augment.py``
-    pins what it counts, across epochs and after a mid-epoch resume.
+    The training loader counts the batches it has yielded since the start of the run
+    (``BatchLoader.drawn``, restored from checkpoints). Lightning draws a sized loader's batches
+    one at a time and transfers each before drawing the next, so the batch being transferred is
+    the last one drawn. ``tests/datamodules/test_augment.py`` pins what it counts, across epochs,
+    under gradient accumulation and after a mid-epoch resume.
     """
-    return trainer.fit_loop.epoch_loop.batch_progress.total.ready
+    return trainer.train_dataloader.drawn - 1
 
 
 def augment_generator(device: torch.device, seed: int, step: int, rank: int) -> torch.Generator:

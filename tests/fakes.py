@@ -1,15 +1,21 @@
-"""Tiny data in the real on-disk formats, written by the tests themselves."""
+"""Tiny data in the real on-disk formats, written by the tests themselves; the exported classes that
+the shared checks run over, and the small sizes the tests build them at."""
 
 import gzip
 import hashlib
 import inspect
 import io
+import json
 import struct
 import tarfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
+
+import datamodules
+import modules
 
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -146,11 +152,56 @@ def fake_data_args(cls, directory: Path, monkeypatch) -> list[str]:
     return [arg for key, value in fake_data_kwargs(cls, directory, monkeypatch).items() for arg in (f"--data.init_args.{key}", str(value))]
 
 
-SMALL_DATA = {"batch_size": 32, "block_size": 8, "batches_per_epoch": 2}  # wherever a data module takes them
-
-
 def fake_datamodule(cls, directory: Path, monkeypatch):
     """A small instance of data module ``cls`` over fake files in their real format."""
-    accepted = inspect.signature(cls.__init__).parameters
-    small = {name: value for name, value in SMALL_DATA.items() if name in accepted}
-    return cls(**small, **fake_data_kwargs(cls, directory, monkeypatch))
+    return cls(**small_kwargs(cls), **fake_data_kwargs(cls, directory, monkeypatch))
+
+
+def exported_models() -> list[type[L.LightningModule]]:
+    """What a user picks from ``modules`` by class path: every LightningModule in ``modules.__all__``
+    except the bases (``Classifier``, ``LanguageModel``: no ``forward`` of their own)."""
+    exported = (getattr(modules, name) for name in modules.__all__)
+    return [
+        c for c in exported
+        if isinstance(c, type) and issubclass(c, L.LightningModule) and c.forward is not L.LightningModule.forward
+    ]
+
+
+def exported_datamodules() -> list[type[L.LightningDataModule]]:
+    """What a user picks from ``datamodules`` by class path: every LightningDataModule in
+    ``datamodules.__all__`` except the bases of ``datamodules/base.py``, which load nothing."""
+    exported = (getattr(datamodules, name) for name in datamodules.__all__)
+    return [
+        c for c in exported
+        if isinstance(c, type) and issubclass(c, L.LightningDataModule) and c.__module__ != "datamodules.base"
+    ]
+
+
+# The sizes tests build models and data modules at, by argument name, wherever a class or a config
+# takes them: smaller than the defaults, where those would slow the tests down. A list shrinks
+# element-wise and keeps its length, so a config's per-layer lists stay in step.
+SMALL = {
+    "d_model": 32, "nhead": 2, "num_layers": 2, "hidden_size": 32, "channels": 4, "hidden_sizes": 32,
+    "block_size": 16, "batch_size": 8, "batches_per_epoch": 2,
+}  # fmt: skip
+
+
+def shrink(name: str, value: Any) -> Any:
+    """``SMALL[name]`` in the shape of ``value``: a number, or a list of ``len(value)`` of them."""
+    return [SMALL[name]] * len(value) if isinstance(value, (list, tuple)) else SMALL[name]
+
+
+def small_kwargs(cls) -> dict[str, Any]:
+    """``SMALL``'s sizes for the ``__init__`` arguments of ``cls``, in the shape of its defaults."""
+    parameters = inspect.signature(cls.__init__).parameters
+    return {name: shrink(name, parameters[name].default) for name in SMALL if name in parameters}
+
+
+def small_args(settings: dict) -> list[str]:
+    """``SMALL``'s sizes as command-line overrides of the model and data arguments that a config sets."""
+    args = []
+    for group in ("model", "data"):
+        for name, value in (settings[group].get("init_args") or {}).items():
+            if name in SMALL:
+                args += [f"--{group}.init_args.{name}", json.dumps(shrink(name, value))]
+    return args

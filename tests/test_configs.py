@@ -2,11 +2,10 @@
 
 Each config runs with its own model, data module, optimizer, schedule and callbacks; the tests change
 only the data (tiny files in the real format, tests/fakes.py), the widths and batch sizes named in
-SMALL, and how long the run is. A new config is covered by these tests without editing them.
+tests/fakes.py's SMALL, and how long the run is. A new config is covered by these tests without editing them.
 """
 
 import importlib
-import json
 import re
 from pathlib import Path
 
@@ -19,17 +18,12 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.cli import AppCLI, main
 from lightning_app.schedules import WarmupCosine
-from tests.fakes import fake_data_args
+from tests.fakes import fake_data_args, small_args
 
 ROOT = Path(__file__).parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 RESULTS = ROOT / "docs" / "results.md"
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
-# Sizes the tests shrink, by argument name, wherever a config sets them (a list shrinks element-wise).
-SMALL = {
-    "model": {"d_model": 16, "nhead": 2, "num_layers": 1, "hidden_size": 8, "channels": 4, "hidden_sizes": 8},
-    "data": {"batch_size": 8, "block_size": 16},
-}
 # A header claim: a metric of the table and a number, either way round ("test accuracy 97.2%", "98% test accuracy").
 METRIC, NUMBER = r"(test accuracy|val(?:idation)? loss|val/\w+)", r"(\d+(?:\.\d+)?)(%?)"
 CLAIMS = (re.compile(f"{METRIC} (?:of )?{NUMBER}"), re.compile(f"{NUMBER} {METRIC}"))
@@ -46,17 +40,6 @@ def data_class(settings: dict) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def small(settings: dict) -> list[str]:
-    args = []
-    for group, sizes in SMALL.items():
-        init_args = settings[group].get("init_args") or {}
-        for name, size in sizes.items():
-            if name in init_args:
-                value = [size] * len(init_args[name]) if isinstance(init_args[name], list) else size
-                args += [f"--{group}.init_args.{name}", json.dumps(value)]
-    return args
-
-
 def native_bf16() -> bool:
     """Whether this CPU computes in bfloat16 (AVX512-BF16, AMX); without, a bf16 step is hundreds of times slower."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -68,7 +51,7 @@ def fit(config: Path, folder: Path, monkeypatch, *run: str) -> AppCLI:
     data = fake_data_args(data_class(settings), folder / "data", monkeypatch)
     bf16 = str(settings["trainer"].get("precision", "")).startswith("bf16")
     precision = ["--trainer.precision", "32-true"] if bf16 and not native_bf16() else []  # as shipped where it is fast
-    return main(["fit", "--config", str(config), *data, *small(settings), *QUIET, *precision, *run])
+    return main(["fit", "--config", str(config), *data, *small_args(settings), *QUIET, *precision, *run])
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])

@@ -10,14 +10,12 @@ import re
 import shlex
 from pathlib import Path
 
-import lightning as L
 import pytest
 from jsonargparse import CLI
 
-import datamodules
-import modules
 from lightning_app import compare, generate
 from lightning_app.cli import main
+from tests.fakes import exported_datamodules, exported_models
 
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -82,17 +80,12 @@ def test_each_command_parses(page, module, arguments, monkeypatch, capsys):
     assert exit.value.code in (0, None), f"{page}: `{module} {' '.join(arguments)}` does not parse:\n{capsys.readouterr().err}"
 
 
-def documented_classes(package) -> list[str]:
-    """What a user picks by class path: the exported models with a forward of their own, the data modules outside base.py."""
-    classes = [getattr(package, name) for name in package.__all__]
-    if package is modules:
-        return [c.__name__ for c in classes if issubclass(c, L.LightningModule) and "forward" in vars(c)]
-    return [c.__name__ for c in classes if issubclass(c, L.LightningDataModule) and c.__module__ != "datamodules.base"]
-
-
-@pytest.mark.parametrize(("package", "page"), [(modules, "docs/models.md"), (datamodules, "docs/data.md")])
-def test_every_exported_class_is_in_the_readme_and_its_page(package, page):
+@pytest.mark.parametrize(
+    ("package", "exported", "page"),
+    [("modules", exported_models, "docs/models.md"), ("datamodules", exported_datamodules, "docs/data.md")],
+)
+def test_every_exported_class_is_in_the_readme_and_its_page(package, exported, page):
     readme, text = (ROOT / "README.md").read_text(), (ROOT / page).read_text()
-    names = documented_classes(package)
-    missing = [name for name in names if f"`{package.__name__}.{name}`" not in text or f"`{name}`" not in readme]
+    names = [cls.__name__ for cls in exported()]
+    missing = [name for name in names if f"`{package}.{name}`" not in text or f"`{name}`" not in readme]
     assert names and not missing, f"{', '.join(missing)}: add them to {page} and to the README's table"

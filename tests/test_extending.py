@@ -13,7 +13,8 @@ import datamodules
 import modules
 from lightning_app.cli import main
 from tests import fakes
-from tests.modules.families import check_fast_dev_run_fit, check_learns, check_outputs, exported_models
+from tests.fakes import exported_models
+from tests.modules.families import check_fast_dev_run_fit, check_learns, check_outputs
 
 DOC = Path(__file__).parents[1] / "docs" / "extending.md"
 

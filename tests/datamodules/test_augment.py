@@ -1,5 +1,5 @@
 """Batch augmentation: each transform does what it says, draws are seeded, val/test untouched,
-and the batch index the draws are seeded by is what Lightning's counter says it is."""
+and the batch index the draws are seeded by counts every training batch of the run, as the loader draws them."""
 
 from types import SimpleNamespace
 

@@ -31,6 +31,23 @@ def test_shuffle_is_seeded_and_changes_with_epoch():
     assert torch.equal(first.sort().values, torch.arange(100))
 
 
+def test_drawn_counts_the_batches_of_the_run_and_is_restored():
+    data = (torch.arange(10),)
+    loader = BatchLoader(data, batch_size=4, shuffle=True)
+    list(loader)
+    loader.set_epoch(1)
+    iterator = iter(loader)
+    next(iterator)
+    assert loader.drawn == 4  # 3 batches in epoch 0, 1 in epoch 1
+    restored = BatchLoader(data, batch_size=4, shuffle=True)
+    restored.load_state_dict(loader.state_dict())
+    list(restored)
+    assert restored.drawn == 6
+    without_count = BatchLoader(data, batch_size=4, shuffle=True)
+    without_count.load_state_dict({"epoch": 1, "yielded": 1})
+    assert without_count.drawn == 4
+
+
 def test_eval_shards_cover_every_sample_exactly_once():
     data = (torch.arange(11),)
     shards = [labels_seen(BatchLoader(data, 3, rank=r, world_size=3)) for r in range(3)]

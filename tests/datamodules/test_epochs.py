@@ -8,15 +8,8 @@ import lightning as L
 import pytest
 import torch
 
-import datamodules
 from modules import MLP, RNN
-from tests.fakes import fake_datamodule
-
-# The bases live in datamodules/base.py and load nothing themselves.
-DATA_MODULES = [
-    cls for cls in (getattr(datamodules, name) for name in datamodules.__all__)
-    if issubclass(cls, L.LightningDataModule) and cls.__module__ != "datamodules.base"
-]
+from tests.fakes import exported_datamodules, fake_datamodule
 
 
 class FirstBatches(L.Callback):
@@ -34,7 +27,7 @@ def model_for(data: L.LightningDataModule) -> L.LightningModule:
     return MLP(input_shape=data.input_shape, num_classes=data.num_classes, hidden_sizes=[8])
 
 
-@pytest.mark.parametrize("cls", DATA_MODULES, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("cls", exported_datamodules(), ids=lambda cls: cls.__name__)
 def test_each_epoch_draws_new_batches(cls, tmp_path, in_tmp, monkeypatch):
     data = fake_datamodule(cls, tmp_path / "data", monkeypatch)
     recorder = FirstBatches()

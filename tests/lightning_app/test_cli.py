@@ -47,6 +47,7 @@ def test_fit_then_test_from_checkpoint(mnist_dir, in_tmp):
     assert (predictions == labels).float().mean().item() == pytest.approx(fit_acc)
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_holds_config_and_final_metrics(mnist_dir, in_tmp):
     cli = main(["fit", *quick(mnist_dir)])
     main(["fit", *quick(mnist_dir)])  # a second run under the same root must not clash
@@ -81,6 +82,7 @@ def test_config_typo_names_the_key(mnist_dir, in_tmp, capsys):
     assert "hiden_sizes" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_schedule_gets_a_learning_rate_monitor(mnist_dir, in_tmp):
     args = quick(mnist_dir)
     args[1] = str(ROOT / "configs" / "mnist_linear.yaml")
@@ -120,6 +122,7 @@ def test_a_language_model_on_images_names_both_classes(model, in_tmp):
         main(["fit", "--model", model, "--data", "datamodules.Digits", "--trainer.logger", "false"])
 
 
+@pytest.mark.slow
 def test_wandb_with_a_key_and_no_network_goes_offline_at_once(mnist_dir, in_tmp, monkeypatch):
     with socket.socket() as closed:  # bound, never listening: connections to it are refused
         closed.bind(("127.0.0.1", 0))

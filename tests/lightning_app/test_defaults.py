@@ -155,7 +155,7 @@ def build(precision: str, accelerator: str = "cpu") -> list[str]:
     return [str(w.message) for w in caught if "bfloat16" in str(w.message)]
 
 
-def test_emulated_bf16_warns_once_with_the_flag_to_pass(bf16_fast):
+def test_emulated_bf16_warns_once_with_the_flag_to_pass(bf16_fast, in_tmp):
     bf16_fast["fast"] = False  # as on an AVX2-only CPU
     (message,) = build("bf16-mixed")
     assert "--trainer.precision 32-true" in message and "bf16-mixed" in message
@@ -164,7 +164,7 @@ def test_emulated_bf16_warns_once_with_the_flag_to_pass(bf16_fast):
     assert len(build("bf16-true")) == 1  # another precision is another question
 
 
-def test_fast_bf16_and_other_precisions_stay_quiet(bf16_fast):
+def test_fast_bf16_and_other_precisions_stay_quiet(bf16_fast, in_tmp):
     bf16_fast["fast"] = True  # as with AVX512-BF16 or AMX
     assert build("bf16-mixed") == []
     calls = bf16_fast["calls"]

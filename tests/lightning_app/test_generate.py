@@ -8,28 +8,32 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 
 from datamodules import Text
 from lightning_app.cli import main
 from lightning_app.generate import generate, load_language_model
-from tests.fakes import write_text
+from tests.fakes import small_args, write_text
 
 ROOT = Path(__file__).parents[2]
-SHRINK = {
-    "shakespeare_gpt": ["--model.init_args.num_layers", "1", "--model.init_args.d_model", "32", "--model.init_args.nhead", "2"],
-    # With test_after_fit on, a data module without a test split is simply not tested.
-    "shakespeare_gru": ["--model.init_args.hidden_size", "32", "--test_after_fit", "true"],
-}
+# With test_after_fit on, a data module without a test split is simply not tested.
+EXTRA = {"shakespeare_gpt": [], "shakespeare_gru": ["--test_after_fit", "true"]}
 
 
-@pytest.mark.parametrize("config", SHRINK)
+def small(config: str) -> list[str]:
+    """The config's model and data at tests/fakes.py's SMALL sizes (the data arguments after it win)."""
+    return small_args(yaml.safe_load((ROOT / "configs" / f"{config}.yaml").read_text()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", EXTRA)
 def test_fit_then_generate_without_the_data_file(config, in_tmp):
     text = write_text(in_tmp / "verse.txt")
     main(
-        ["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), "--trainer.logger", "false",
+        ["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *small(config), "--trainer.logger", "false",
          "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--data.init_args.path", str(text),
          "--data.init_args.block_size", "16", "--data.init_args.batch_size", "4", "--data.init_args.batches_per_epoch", "5",
-         *SHRINK[config]]
+         *EXTRA[config]]
     )  # fmt: skip
     best = [p for p in (in_tmp / "runs").rglob("*.ckpt") if p.name != "last.ckpt"]
     assert len(best) == 1 and (best[0].parent / "last.ckpt").exists()
@@ -75,9 +79,9 @@ def test_ddp_validation_loss_equals_one_process(in_tmp):
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     env.update(PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "lightning_app", "fit", "--config", str(ROOT / "configs" / "shakespeare_gpt.yaml"),
-               "--trainer.logger", "false", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+               *small("shakespeare_gpt"), "--trainer.logger", "false", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
                "--data.init_args.path", str(text), "--data.init_args.block_size", "16", "--data.init_args.batch_size", "5",
-               "--data.init_args.batches_per_epoch", "3", *SHRINK["shakespeare_gpt"],
+               "--data.init_args.batches_per_epoch", "3",
                "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]  # fmt: skip
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
     (best,) = [p for p in (in_tmp / "runs").rglob("*.ckpt") if p.name != "last.ckpt"]

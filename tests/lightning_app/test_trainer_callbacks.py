@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 
 from lightning_app.checkpoints import ModelCheckpointLast
@@ -11,6 +12,7 @@ from lightning_app.defaults import TimedProgressBar
 from lightning_app.record import SaveRunConfig
 
 CONFIG = str(Path(__file__).parents[2] / "configs" / "digits_mlp.yaml")
+pytestmark = pytest.mark.usefixtures("in_tmp")  # a built CLI locks its run folder under runs/
 
 
 def trainer(*args: str):

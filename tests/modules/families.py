@@ -12,20 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import modules
 from datamodules import Digits, Text
 from modules import CNN, KNN, MLP, RNN, Classifier, LanguageModel, LinearSoftmax, Transformer, ViT
-from tests.fakes import write_text
+from tests.fakes import exported_models, small_kwargs, write_text
 
 IMAGE_SHAPE, NUM_CLASSES, VOCAB = (1, 8, 8), 10, "\n abcdefghij"  # Digits' images; a small alphabet
 
-# Smaller than the defaults, where those would slow the checks down; a model not named here is checked at its defaults.
-SMALL = {
-    ViT: {"num_layers": 2, "nhead": 2, "d_model": 32},
-    Transformer: {"block_size": 16, "num_layers": 2, "nhead": 2, "d_model": 32},
-    RNN: {"hidden_size": 32},
-}
-# Arguments that take a code path of their own, each checked too (on top of SMALL); optional.
+# Arguments that take a code path of their own, each checked too (on top of tests/fakes.py's SMALL sizes); optional.
 VARIANTS = {
     LinearSoftmax: [{"loss": "hinge"}],
     MLP: [{"hidden_sizes": [32], "activation": "tanh", "dropout": 0.1}, {"activation": "sigmoid"}],
@@ -41,19 +34,10 @@ VARIANTS = {
 }
 
 
-def exported_models() -> list[type[L.LightningModule]]:
-    """Every LightningModule in ``modules.__all__`` except the bases (no ``forward`` of their own)."""
-    exported = (getattr(modules, name) for name in modules.__all__)
-    return [
-        c for c in exported
-        if isinstance(c, type) and issubclass(c, L.LightningModule) and c.forward is not L.LightningModule.forward
-    ]
-
-
 def cases(base: type = L.LightningModule) -> list:
     """``pytest.param(model class, arguments)``: every exported model under ``base``, then its variants."""
     return [
-        pytest.param(cls, {**SMALL.get(cls, {}), **variant}, id="-".join([cls.__name__, *map(str, variant.values())]))
+        pytest.param(cls, {**small_kwargs(cls), **variant}, id="-".join([cls.__name__, *map(str, variant.values())]))
         for cls in exported_models()
         if issubclass(cls, base)
         for variant in [{}, *VARIANTS.get(cls, [])]

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from datamodules import Text
 from modules import RNN, LanguageModel, Transformer
-from tests.fakes import write_text
-from tests.modules.families import SMALL, VOCAB, Tokens, cases
+from tests.fakes import small_kwargs, write_text
+from tests.modules.families import VOCAB, Tokens, cases
 
 CASES = cases(LanguageModel)
 
@@ -67,7 +67,7 @@ def test_sampling_is_seeded_and_respects_temperature_and_top_k(cls, args):
 
 
 def test_unknown_prompt_characters_are_a_clear_error():
-    model = build(Transformer, SMALL[Transformer])
+    model = build(Transformer, small_kwargs(Transformer))
     with pytest.raises(ValueError, match=r"\['X', 'Z'\] are not in the model's vocabulary"):
         model.generate_text("aXbZ", 5)
     with pytest.raises(ValueError, match="prompt is empty"):
@@ -83,7 +83,7 @@ def test_manual_attention_equals_sdpa():
 
 
 def test_weights_are_tied_and_context_is_bounded():
-    model = build(Transformer, SMALL[Transformer])
+    model = build(Transformer, small_kwargs(Transformer))
     assert model.head.weight is model.token_embedding.weight
     rnn = build(RNN, {"cell": "lstm", "hidden_size": 32})
     assert rnn.head.weight is rnn.embedding.weight
@@ -95,7 +95,7 @@ def test_weights_are_tied_and_context_is_bounded():
 
 def test_validation_metrics_cover_the_whole_validation_text(tmp_path):
     data = Text(path=str(write_text(tmp_path / "verse.txt")), block_size=16, batch_size=7)
-    model = build(Transformer, SMALL[Transformer], data)
+    model = build(Transformer, small_kwargs(Transformer), data)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     (metrics,) = trainer.validate(model, datamodule=data)
     inputs, targets = (torch.cat(t) for t in zip(*(data.on_after_batch_transfer(b, 0) for b in data.val_dataloader())))

@@ -4,41 +4,32 @@ import inspect
 import json
 import typing
 
-import lightning as L
 import pytest
 import torch
 
 import modules
-from lightning_app.cli import main
-from tests.fakes import write_text
+from lightning_app.cli import LINKED, main
+from tests.fakes import exported_models, small_kwargs, write_text
 
 
 def families() -> list[tuple[str, dict]]:
-    """Every LightningModule that `modules` exports and no other one extends; each RNN cell on its own."""
-    classes = [c for c in map(modules.__dict__.get, modules.__all__) if issubclass(c, L.LightningModule)]
-    leaves = [c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)]
+    """Every exported model; each RNN cell on its own."""
     cases = []
-    for cls in leaves:
+    for cls in exported_models():
         cell = inspect.signature(cls).parameters.get("cell")
         for variant in typing.get_args(cell.annotation) if cell else [None]:
             cases.append((cls.__name__, {"cell": variant} if variant else {}))
     return cases
 
 
-# Smaller than the defaults, for speed; a new family runs with its defaults.
-SHRINK = {
-    "MLP": {"hidden_sizes": [16]},
-    "CNN": {"channels": [4]},
-    "ViT": {"num_layers": 1, "d_model": 16, "nhead": 2},
-    "RNN": {"num_layers": 1, "hidden_size": 16},
-    "Transformer": {"num_layers": 1, "d_model": 16, "nhead": 2},
-}
 COMMON = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
           "--trainer.num_sanity_val_steps", "0"]  # fmt: skip
 
 
 def args_for(name: str, variant: dict, folder) -> list[str]:
-    values = {**SHRINK.get(name, {}), **variant}
+    # Sizes the data module links into the model (a Transformer's block_size) come from the data's arguments below.
+    small = {key: value for key, value in small_kwargs(getattr(modules, name)).items() if key not in LINKED}
+    values = {**small, **variant}
     model = [f"--model.{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()]
     if "vocab" in inspect.signature(getattr(modules, name)).parameters:
         text = write_text(folder / "verse.txt", repeats=8)

@@ -57,7 +57,7 @@ def test_sigkill_mid_write_leaves_a_whole_last_checkpoint(tmp_path):
     partial = tmp_path / "last.ckpt.part"
     assert partial.stat().st_size > 100_000  # the crash did happen in the middle of writing
     assert torch.load(path, weights_only=True)["global_step"] == 5
-    assert not list(tmp_path.glob("*.part.ckpt"))  # never named like a checkpoint
+    assert list(tmp_path.glob("*.ckpt")) == [path]  # the partial file is never named like a checkpoint
 
 
 def test_nan_loss_stops_before_the_step_with_a_clear_message(in_tmp):

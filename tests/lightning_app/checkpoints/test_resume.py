@@ -84,7 +84,7 @@ def test_batch_loader_state_skips_the_batches_already_seen():
     iterator = iter(loader)
     seen = [next(iterator)[0] for _ in range(2)]
     state = loader.state_dict()
-    assert state == {"epoch": 4, "yielded": 2}
+    assert state == {"epoch": 4, "yielded": 2, "drawn": 2}
 
     restored = BatchLoader(tensors, batch_size=3, shuffle=True, seed=1)
     restored.load_state_dict(state)

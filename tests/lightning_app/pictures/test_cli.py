@@ -118,6 +118,7 @@ RUNS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", RUNS)
 def test_wandb_offline_run_holds_the_pictures_under_their_keys(config, mnist_dir, in_tmp):
     args = gpt_args(in_tmp) if config == "shakespeare_gpt" else image_args(config, mnist_dir)

@@ -45,6 +45,7 @@ def held(folder: Path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_busy_folder_fails_at_once(in_tmp):
     main([*FIT, "--trainer.max_epochs", "1"])
     (run,) = (in_tmp / "runs/lightning_app").iterdir()
@@ -58,6 +59,7 @@ def test_a_second_run_on_a_busy_folder_fails_at_once(in_tmp):
     assert (run / "run.lock").read_text().startswith(f"PID {os.getpid()} on ")
 
 
+@pytest.mark.slow
 def test_a_busy_wandb_run_is_refused_before_it_is_opened(in_tmp):
     at = FIT.index("--trainer.logger")
     wandb = [*FIT[:at], *FIT[at + 2 :], "--trainer.logger.init_args.id", "busy"]  # the default logger, W&B, offline

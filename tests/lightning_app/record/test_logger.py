@@ -58,6 +58,7 @@ print(LAUNCH_INPUTS in sys.modules)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("skip, imported", [("keep", "True"), ("skip", "False")])
 def test_w_and_b_imports_launch_at_run_start_unless_skipped(skip, imported, tmp_path):
     # Pins the W&B behaviour that skip_unused_launch_inputs relies on: when "keep" prints False, W&B no

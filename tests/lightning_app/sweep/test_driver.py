@@ -72,6 +72,7 @@ def trials(name="sweep", states=None):
     return study.get_trials(states=states)
 
 
+@pytest.mark.slow
 def test_grid_runs_every_combination_once_and_reports_them_best_first(write_sweep, capsys):
     study = sweep_cli.main([write_sweep(), "--trials", "10"])  # more than the grid's 4
     done = study.get_trials(states=(STATES.COMPLETE,))
@@ -91,6 +92,7 @@ def test_grid_runs_every_combination_once_and_reports_them_best_first(write_swee
     assert open("runs/sweeps/sweep/importances.png", "rb").read(4) == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_random_with_a_seed_picks_the_same_trials_twice(write_sweep):
     space = {"x": {"min": 0.0, "max": 4.0}, "lr": {"distribution": "log_uniform_values", "min": 1.0e-5, "max": 1.0}, "n": {"min": 1, "max": 99}}
     picks = {}
@@ -101,6 +103,7 @@ def test_random_with_a_seed_picks_the_same_trials_twice(write_sweep):
     assert picks["c"] != picks["a"]
 
 
+@pytest.mark.slow
 def test_rerunning_continues_the_study_to_the_requested_count(write_sweep):
     path = write_sweep("random", x={"min": 0.0, "max": 4.0})
     sweep_cli.main([path, "--trials", "2"])
@@ -109,12 +112,14 @@ def test_rerunning_continues_the_study_to_the_requested_count(write_sweep):
     assert [t.state for t in trials()] == [STATES.COMPLETE] * 3
 
 
+@pytest.mark.slow
 def test_a_study_made_from_another_sweep_is_not_continued(write_sweep):
     sweep_cli.main([write_sweep(x={"values": [1]}), "--trials", "1"])
     with pytest.raises(SystemExit, match="comes from another sweep"):
         sweep_cli.main([write_sweep(x={"values": [1, 2]}), "--trials", "1"])
 
 
+@pytest.mark.slow
 def test_a_failing_trial_counts_as_failed_and_says_why(write_sweep, capsys):
     study = sweep_cli.main([write_sweep(x={"values": [1, 2, 3]}, fail_at={"value": 2})])
     assert sorted((t.params["x"], t.state) for t in study.trials) == [(1, STATES.COMPLETE), (2, STATES.FAIL), (3, STATES.COMPLETE)]
@@ -124,6 +129,7 @@ def test_a_failing_trial_counts_as_failed_and_says_why(write_sweep, capsys):
     assert "this trial fails" in open(failed.user_attrs["log"]).read()
 
 
+@pytest.mark.slow
 def test_a_metric_the_trials_do_not_log_fails_them_with_the_metrics_they_have(write_sweep, capsys):
     path = write_sweep(x={"values": [1]})
     spec = yaml.safe_load(open(path).read())
@@ -201,6 +207,7 @@ def test_trials_get_the_callback_by_its_import_path():
         ({"type": "hyperband", "min_iter": 2, "eta": 2}, ["--no-prune"], "no pruning"),
     ],
 )
+@pytest.mark.slow
 def test_pruning_follows_the_file_unless_the_flag_says_otherwise(write_sweep, capsys, early_terminate, flag, pruning):
     path = write_sweep(x={"values": [1]})
     spec = yaml.safe_load(open(path).read())
