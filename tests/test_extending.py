@@ -76,3 +76,12 @@ def test_the_data_module_and_config_train_the_model_through_the_cli(example, tmp
                 "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
     assert type(cli.datamodule).__name__ == "MNISTNpz" and cli.model.hidden.in_features == 28 * 28
     assert cli.trainer.callback_metrics["test/acc"] > 0.5  # chance is 0.1: it learned the fake digits
+
+
+def test_every_room_the_layout_table_names_exists():
+    rooms = re.findall(r"^\| `(lightning_app/[\w/.]+)` \|", DOC.read_text(), flags=re.MULTILINE)
+    assert len(rooms) >= 8
+    root = DOC.parents[1]
+    assert [room for room in rooms if not (root / room).exists()] == []
+    modules = {f"lightning_app/{path.name}" for path in (root / "lightning_app").iterdir() if not path.name.startswith("__")}
+    assert modules - {room.rstrip("/") for room in rooms} == set(), "lightning_app/ modules the table does not name"

@@ -12,16 +12,5 @@ from lightning_app.record.folder import PROJECT, RunLock, experiment_name, new_r
 from lightning_app.record.logger import WANDB_LOGGER, SaveRunConfig, name_wandb_run, wandb_group
 from lightning_app.record.summary import RunSummary, add_files
 
-__all__ = [
-    "PROJECT",
-    "WANDB_LOGGER",
-    "RunLock",
-    "RunSummary",
-    "SaveRunConfig",
-    "add_files",
-    "experiment_name",
-    "name_wandb_run",
-    "new_run_id",
-    "run_dir",
-    "wandb_group",
-]
+__all__ = ["PROJECT", "WANDB_LOGGER", "RunLock", "RunSummary", "SaveRunConfig", "add_files", "experiment_name"]
+__all__ += ["name_wandb_run", "new_run_id", "run_dir", "wandb_group"]

@@ -1,6 +1,7 @@
 """Weights & Biases for every run: offline when there is no key or no network, the full config in the run,
 and none of W&B's console capture or system-metric sampling unless asked for (``--wandb_capture true``)."""
 
+import functools
 import netrc
 import os
 import socket
@@ -87,6 +88,7 @@ def skip_unused_launch_inputs() -> None:
     if getattr(apply, "skips_unused", False):
         return
 
+    @functools.wraps(apply)
     def apply_staged(run: Run) -> None:
         if LAUNCH_INPUTS in sys.modules:
             apply(run)
