@@ -49,14 +49,15 @@ def read_text(path: Path, limit: int = MAX_BYTES) -> str:
     # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer; fstat then sees
     # what was opened, so a file swapped after a check cannot slip through.
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise ValueError(f"{path} is {kind}, not a regular file: compare reads only regular files")
     with os.fdopen(descriptor, "rb") as file:
-        mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise ValueError(f"{path} is {kind}, not a regular file: compare reads only regular files")
         data = file.read(limit + 1)
     if len(data) > limit:
-        raise ValueError(f"{path} is larger than compare's limit of {limit // 2**20} MiB: not a run record")
+        raise ValueError(f"{path} is larger than compare's limit of {limit} bytes ({limit / 2**20:g} MiB): not a run record")
     try:
         return data.decode()
     except UnicodeDecodeError as error:
