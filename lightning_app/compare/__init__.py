@@ -33,8 +33,10 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lightning_app.compare", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run folders, or folders to search for runs (runs/)")
     parser.add_argument("--metrics", nargs="+", help="epoch metrics to show (default: every val/ metric)")
-    parser.add_argument("--group-by", action="append", metavar="KEY", help="group by this config key (model.dropout) instead of config_id; repeatable")
-    parser.add_argument("--baseline", metavar="GROUP", help="compare each group with this one: its label, config_id or one of its run folders' names")
+    parser.add_argument("--group-by", action="append", metavar="KEY",
+                        help="group by this config key (model.dropout) instead of config_id; repeatable")
+    parser.add_argument("--baseline", metavar="GROUP",
+                        help="compare each group with this one: its label, config_id or one of its run folders' names")
     parser.add_argument("--runs", action="store_true", help="one row per run instead of one per group")
     parser.add_argument("--json", action="store_true", help="print the groups as JSON instead of tables")
     parser.add_argument("--plot", type=Path, help="write the learning curves (mean ± std per group) to this PNG file")
@@ -55,10 +57,12 @@ def main(args: list[str] | None = None) -> str:
     columns += sorted({name for values in finals for run in values for name in run} - set(columns))
     estimates = [{c: estimate(v) for c in columns if (v := [run[c] for run in values if c in run])} for values in finals]
     baseline = find_group(groups, options.baseline) if options.baseline else None
-    differences = [None] * len(groups)
+    differences: list[dict | None] = [None] * len(groups)
     if baseline is not None:
         base = estimates[groups.index(baseline)]
-        differences = [None if group is baseline else {c: difference(e.values, base[c].values) for c, e in found.items() if c in base} for group, found in zip(groups, estimates)]
+        for index, (group, found) in enumerate(zip(groups, estimates)):
+            if group is not baseline:
+                differences[index] = {c: difference(e.values, base[c].values) for c, e in found.items() if c in base}
     if options.json:
         text = json.dumps(as_json(groups, estimates, differences), indent=1)
     elif options.runs:

@@ -142,7 +142,8 @@ def read_history(path: Path) -> list[dict[str, float]]:
             warnings.warn(f"{path}, line {number}: skipped, field 'epoch' is {epoch!r}, not a count", stacklevel=3)
             continue
         for name in [name for name, value in record.items() if not is_number(value)]:
-            warnings.warn(f"{path}, line {number}: field {name!r} left out: {record.pop(name)!r} is not a finite number", stacklevel=3)
+            value = record.pop(name)
+            warnings.warn(f"{path}, line {number}: field {name!r} left out: {value!r} is not a finite number", stacklevel=3)
         # A resumed run may repeat an epoch: the later line's values win, the others stay.
         by_epoch[epoch] = {**by_epoch.get(epoch, {}), **record}
     return [by_epoch[e] for e in sorted(by_epoch)]

@@ -24,7 +24,8 @@ def _value(value: Any) -> Any:
 def runs_table(runs: list[Run], metrics: list[str], ids: dict[Path, str]) -> str:
     """One row per run: model, data, the hyperparameters that differ, each metric's final and best value,
     the test metrics, epochs, training time, device, status and the run's config_id."""
-    keys = [key for key in differing_keys([run.config for run in runs], ("model.class_path", "data.class_path")) if not is_identity(key) or key == "seed_everything"]
+    keys = differing_keys([run.config for run in runs], ("model.class_path", "data.class_path"))
+    keys = [key for key in keys if not is_identity(key) or key == "seed_everything"]  # the seed tells repeats apart
     tests = sorted({name for run in runs for name in run.summary.get("test", {})})
     header = ["run", "model", "data", *keys]
     header += [f"{m} {which}" for m in metrics for which in ("final", "best")]
@@ -64,7 +65,8 @@ def groups_table(groups: list[Group], columns: list[str], estimates: list[dict[s
         seconds = [run.summary["train_seconds"] for run in group.runs if "train_seconds" in run.summary]
         time = f"{statistics.fmean(seconds):.1f} s" if seconds else None
         cells = [_estimate_cell(found.get(column), len(group.runs)) for column in columns]
-        rows.append([group.label, first.get("model"), first.get("data"), *(_value(group.config[k]) for k in keys), len(group.runs), *cells, time])
+        values = [_value(group.config[key]) for key in keys]
+        rows.append([group.label, first.get("model"), first.get("data"), *values, len(group.runs), *cells, time])
     return _markdown(header, rows)
 
 
@@ -79,23 +81,30 @@ def _difference_cell(found: Difference | None) -> str:
 
 def baseline_table(baseline: Group, groups: list[Group], columns: list[str], differences: list[dict[str, Difference]]) -> str:
     """Per other group and metric: the difference of the means with its 95% CI (Welch) and Welch's p-value."""
-    rows = [[group.label, len(group.runs), *(_difference_cell(found.get(c)) for c in columns)] for group, found in zip(groups, differences)]
+    rows = [[group.label, len(group.runs), *(_difference_cell(found.get(c)) for c in columns)]
+            for group, found in zip(groups, differences)]
     title = f"Difference from baseline {baseline.label} (n={len(baseline.runs)}): mean diff [95% CI], Welch's t-test p\n\n"
     return title + _markdown(["group", "n", *columns], rows)
 
 
-def as_json(groups: list[Group], estimates: list[dict[str, Estimate]], differences: list[dict[str, Difference] | None]) -> list[dict]:
+def as_json(
+    groups: list[Group], estimates: list[dict[str, Estimate]], differences: list[dict[str, Difference] | None]
+) -> list[dict]:
     """The groups as ``compare --json`` prints them."""
     listed = []
     for group, found, compared in zip(groups, estimates, differences):
         metrics = {}
         for name, est in found.items():
-            metrics[name] = {"n": len(est.values), "mean": est.mean, "std": est.std, "ci95": list(est.ci95) if est.ci95 else None}
+            ci95 = list(est.ci95) if est.ci95 else None
+            metrics[name] = {"n": len(est.values), "mean": est.mean, "std": est.std, "ci95": ci95}
             if compared is not None and name in compared:
                 diff = compared[name]
                 metrics[name].update(diff=diff.diff, diff_ci95=list(diff.ci95) if diff.ci95 else None, p_value=diff.p_value)
         runs = [run.folder.name for run in group.runs]
-        listed.append({"label": group.label, "config": group.config, "config_id": group.config_id, "n": len(runs), "runs": runs, "metrics": metrics})
+        listed.append({
+            "label": group.label, "config": group.config, "config_id": group.config_id, "n": len(runs), "runs": runs,
+            "metrics": metrics,
+        })  # fmt: skip
     return listed
 
 
@@ -128,7 +137,8 @@ def plot(groups: list[Group], metrics: list[str], path: Path) -> None:
             summary = group.runs[0].summary
             label = f"{detail or group.label} {summary.get('model')}/{summary.get('data')} (n={len(group.runs)})"
             (line,) = axis.plot(epochs, means, marker="o", label=label)
-            axis.fill_between(epochs, [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)], color=line.get_color(), alpha=0.2)
+            low, high = [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)]
+            axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
         axis.set(title=metric, xlabel="epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)

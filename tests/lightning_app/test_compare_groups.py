@@ -21,7 +21,8 @@ def config(dropout: float, seed: int, folder: Path) -> dict:
     return {
         "seed_everything": seed,
         "trainer": {"max_epochs": 2, "default_root_dir": str(folder),
-                    "logger": {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": {"id": folder.name, "save_dir": str(folder)}}},
+                    "logger": {"class_path": "lightning.pytorch.loggers.WandbLogger",
+                               "init_args": {"id": folder.name, "save_dir": str(folder)}}},
         "model": {"class_path": "modules.MLP", "init_args": {"hidden_sizes": [8], "dropout": dropout}},
         "checkpoint": {"dirpath": str(folder / "checkpoints"), "monitor": "val/acc"},
         "ckpt_path": str(folder / "last.ckpt") if seed else None,
@@ -123,11 +124,14 @@ def test_group_by_a_key_puts_different_configs_together(tmp_path):
         written["model"]["init_args"]["hidden_sizes"] = [16]
         (folder / "config.yaml").write_text(yaml.safe_dump(written))
     groups = json.loads(compare.main([str(tmp_path), "--json", "--group-by", "model.dropout"]))
-    assert [(g["label"], g["n"], g["config_id"]) for g in groups] == [("model.dropout=0.0", 6, None), ("model.dropout=0.2", 2, groups[1]["config_id"])]
+    found = [(g["label"], g["n"], g["config_id"]) for g in groups]
+    assert found == [("model.dropout=0.0", 6, None), ("model.dropout=0.2", 2, groups[1]["config_id"])]  # one config: its id
     values = TEST_ACC["alone"] + TEST_ACC["base"] + TEST_ACC["wide"][:1]
     assert groups[0]["metrics"]["test/acc"]["mean"] == pytest.approx(np.mean(values))
     two = json.loads(compare.main([str(tmp_path), "--json", "--group-by", "model.dropout", "--group-by", "model.hidden_sizes"]))
-    assert [g["label"] for g in two] == ["model.dropout=0.0, model.hidden_sizes=[16]", "model.dropout=0.0, model.hidden_sizes=[8]", "model.dropout=0.2, model.hidden_sizes=[8]"]
+    assert [g["label"] for g in two] == [
+        "model.dropout=0.0, model.hidden_sizes=[16]", "model.dropout=0.0, model.hidden_sizes=[8]", "model.dropout=0.2, model.hidden_sizes=[8]"
+    ]  # fmt: skip
 
 
 def test_plot_draws_each_groups_mean_curve_and_std_band(tmp_path, monkeypatch):
@@ -135,7 +139,11 @@ def test_plot_draws_each_groups_mean_curve_and_std_band(tmp_path, monkeypatch):
 
     write_runs(tmp_path)
     bands, fill = [], Axes.fill_between
-    monkeypatch.setattr(Axes, "fill_between", lambda self, x, low, high, **kw: bands.append((list(x), low, high)) or fill(self, x, low, high, **kw))
+    def recorded(self, x, low, high, **style):
+        bands.append((list(x), low, high))
+        return fill(self, x, low, high, **style)
+
+    monkeypatch.setattr(Axes, "fill_between", recorded)
     compare.main([str(tmp_path), "--plot", str(tmp_path / "curves.png"), "--metrics", "val/acc"])
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG") and len(bands) == 3  # one band per group
     epochs, low, high = bands[1]  # the groups in order of their first run: alone, base, wide
@@ -150,7 +158,8 @@ def test_three_seeds_of_two_configs_compared_with_a_baseline(tmp_path):
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--pictures", "false"]  # fmt: skip
     for seed in range(3):
         main(["fit", *fast, "--seed_everything", str(seed), "--trainer.default_root_dir", str(tmp_path / "base")])
-        main(["fit", *fast, "--seed_everything", str(seed), "--trainer.default_root_dir", str(tmp_path / "narrow"), "--model.init_args.hidden_sizes", "[32]"])
+        narrow = ["--trainer.default_root_dir", str(tmp_path / "narrow"), "--model.init_args.hidden_sizes", "[32]"]
+        main(["fit", *fast, "--seed_everything", str(seed), *narrow])
     base = next((tmp_path / "base").rglob("summary.json")).parent.name
     groups = json.loads(compare.main([str(tmp_path), "--json", "--baseline", base]))
     assert sorted((g["config"]["model.hidden_sizes"], g["n"]) for g in groups) == [("[128, 64]", 3), ("[32]", 3)]
