@@ -65,10 +65,9 @@ def main(args: list[str] | None = None) -> str:
                 differences[index] = {c: difference(e.values, base[c].values) for c, e in found.items() if c in base}
     if options.json:
         text = json.dumps(as_json(groups, estimates, differences), indent=1)
-    elif options.runs:
-        text = runs_table(runs, metrics, {run.folder: config_id(run.config) for run in runs})
     else:
-        text = groups_table(groups, columns, estimates)
+        ids = {run.folder: config_id(run.config) for run in runs}
+        text = runs_table(runs, metrics, ids) if options.runs else groups_table(groups, columns, estimates)
         if baseline is not None:
             others = [(g, d) for g, d in zip(groups, differences) if g is not baseline]
             text += "\n\n" + baseline_table(baseline, [g for g, _ in others], columns, [d for _, d in others])
