@@ -14,6 +14,7 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightning_app.compare import config_id
 from lightning_app.record.folder import run_dir
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
@@ -123,7 +124,9 @@ class SaveRunConfig(SaveConfigCallback):
 
     ``<run folder>/config.yaml`` sits beside ``checkpoints/`` and reproduces the run with
     ``--config``. With W&B it is also ``lightning_config.yaml`` in the W&B run's files, and the
-    config's values become the run's config, so runs can be filtered and compared on them.
+    config's values become the run's config, so runs can be filtered and compared on them, with its
+    ``config_id`` (``lightning_app/compare/groups.py``): "Group by config_id" in W&B shows the groups of
+    repeats that ``python -m lightning_app.compare`` shows.
     """
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
@@ -134,4 +137,5 @@ class SaveRunConfig(SaveConfigCallback):
         if isinstance(trainer.logger, WandbLogger):
             run = trainer.logger.experiment
             (Path(run.dir) / CONFIG_NAME).write_text(text)
-            run.config.update(yaml.safe_load(text), allow_val_change=True)
+            resolved = yaml.safe_load(text)
+            run.config.update({**resolved, "config_id": config_id(resolved)}, allow_val_change=True)

@@ -1,6 +1,8 @@
-"""Sweep trials run as the W&B agent would start them, each its own run; compare lists and plots them."""
+"""Sweep trials run as the W&B agent would start them, each its own run; compare lists, groups and plots them."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +18,7 @@ from lightning_app.cli import main
 from lightning_app.record import RunSummary
 
 ROOT = Path(__file__).parents[2]
+WANDB = str(Path(sys.executable).parent / "wandb")
 SWEEP = ROOT / "configs/sweeps/digits_mlp_sweep.yaml"
 FAST = ["--trainer.max_epochs=2", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
@@ -73,7 +76,7 @@ def test_each_trial_is_its_own_run_with_its_own_config(trials):
 
 def test_compare_lists_runs_with_their_differing_hyperparameters(trials, capsys):
     project, made = trials
-    text = compare.main([str(project.parent)])
+    text = compare.main([str(project.parent), "--runs"])
     assert capsys.readouterr().out.strip() == text
     header, _, *rows = text.splitlines()
     columns = [cell.strip() for cell in header.strip("|").split("|")]
@@ -91,6 +94,28 @@ def test_compare_lists_runs_with_their_differing_hyperparameters(trials, capsys)
         assert cells["val/loss best"] == f"{min(r['val/loss'] for r in history):.4f}"
         assert cells["test/acc"] == f"{summary['test']['test/acc']:.4f}"
         assert cells["epochs"] == "2" and cells["status"] == "finished"
+        assert cells["config_id"] == compare.config_id(yaml.safe_load((project / cells["run"] / "config.yaml").read_text()))
+
+
+def test_each_trial_is_its_own_group(trials):
+    project, made = trials
+    groups = json.loads(compare.main([str(project.parent), "--json"]))
+    assert sorted(group["runs"][0] for group in groups) == sorted(made) and [group["n"] for group in groups] == [1, 1]
+    for group in groups:
+        config = yaml.safe_load((project / group["runs"][0] / "config.yaml").read_text())
+        assert group["label"] == group["config_id"] == compare.config_id(config)
+        assert group["config"]["model.hidden_sizes"] == str(made[group["runs"][0]]["model.init_args.hidden_sizes"])
+
+
+@pytest.mark.slow
+def test_the_w_and_b_run_config_holds_the_config_id_compare_computes(trials):
+    project, made = trials
+    for run_id in made:
+        (offline,) = (project.parent / "wandb").glob(f"offline-run-*-{run_id}")
+        # wandb's own reader of the offline run's .wandb log: the run's config as W&B would upload it
+        out = subprocess.run([WANDB, "leet", "inspect", "--summary", "--json", str(offline)], capture_output=True, text=True, check=True)
+        expected = compare.config_id(yaml.safe_load((project / run_id / "config.yaml").read_text()))
+        assert json.loads(out.stdout)["config"]["config_id"] == expected
 
 
 def test_summary_records_the_model_and_machine(trials):
@@ -138,7 +163,7 @@ def test_compare_leaves_out_what_it_cannot_read_and_names_the_file(tmp_path):
     write_run(tmp_path / "bad_config", summary, [epoch(0)], config="model: [unclosed\n")
     write_run(tmp_path / "bad_line", summary, [epoch(0, **{"val/acc": 0.25}), '{"epoch": 1, "val/a', '"no epoch"'])
     with pytest.warns(UserWarning) as caught:
-        text = compare.main([str(tmp_path)])
+        text = compare.main([str(tmp_path), "--runs"])
     warned = "\n".join(str(w.message) for w in caught)
     assert str(tmp_path / "bad_summary" / "summary.json") in warned and str(tmp_path / "bad_config" / "config.yaml") in warned
     assert f"{tmp_path / 'bad_line' / 'metrics.jsonl'}, line 2: skipped" in warned and "line 3: skipped" in warned

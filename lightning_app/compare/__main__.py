@@ -1,0 +1,3 @@
+from lightning_app.compare import main
+
+main()
