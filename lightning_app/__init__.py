@@ -9,7 +9,7 @@ The rooms, each one concern:
 - ``schedules.py``: learning-rate schedules sized from the run; ``feature_knn.py``: kNN on a model's features.
 - ``pictures/``: what each model learned, drawn after its run.
 - ``sweep/`` (``python -m lightning_app.sweep``): W&B sweep files run with Optuna.
-- ``compare.py`` and ``generate.py``: the tools that read finished runs.
+- ``compare/`` and ``generate.py``: the tools that read finished runs.
 """
 
 import importlib

@@ -11,7 +11,7 @@ from scipy import stats
 from lightning_app import compare
 from lightning_app.cli import main
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 TEST_ACC = {"base": [0.90, 0.92, 0.91, 0.95], "wide": [0.85, 0.88, 0.80], "alone": [0.70]}
 DROPOUT = {"base": 0.0, "wide": 0.2, "alone": 0.5}
 

@@ -17,7 +17,7 @@ from lightning_app import compare
 from lightning_app.cli import main
 from lightning_app.record import RunSummary
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 WANDB = str(Path(sys.executable).parent / "wandb")
 SWEEP = ROOT / "configs/sweeps/digits_mlp_sweep.yaml"
 FAST = ["--trainer.max_epochs=2", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
