@@ -12,6 +12,7 @@ seconds, not each trial after its imports (or the whole study, one trial at a ti
 import contextlib
 import io
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ def check_storage(url: str) -> None:
     if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
         return
     folder = Path(parsed.database).absolute().parent
+    if not folder.is_dir():
+        raise CheckFailed(f"--storage {url}: the folder {folder} does not exist: create it, or give a path in another")
     try:
-        with tempfile.TemporaryFile(dir=folder):  # os.access says yes to root even where it cannot write
+        with tempfile.NamedTemporaryFile(dir=folder):  # os.access says yes to root even where it cannot write
             pass
     except OSError as error:
         raise CheckFailed(
@@ -105,7 +108,8 @@ def check_command(sweep: SweepFile, extra: list[str]) -> None:
         if arguments and arguments[0] != "fit":
             return  # the sweep runs `fit`; another subcommand is the user's own
         errors = io.StringIO()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. LightningCLI's note that this process has its own sys.argv
             try:
                 AppCLI(args=[*arguments, "--print_config"])
                 code = 0
