@@ -87,3 +87,24 @@ def test_two_workers_share_one_sqlite_study(in_tmp):
     assert len({t.user_attrs["run"] for t in done}) == 3
     first, second = sorted(done, key=lambda t: t.datetime_start)[:2]
     assert second.datetime_start < first.datetime_complete  # they ran at the same time
+
+
+def test_a_validation_metric_no_trial_logs_stops_the_sweep_at_its_first_trial(in_tmp):
+    path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0, 0.1, 0.2]}}, epochs=3)
+    spec = yaml.safe_load(Path(path).read_text())
+    spec["metric"]["name"] = "val/accuracy"
+    Path(path).write_text(yaml.safe_dump(spec))
+    with pytest.raises(SystemExit, match=r"stopped: trial 0: the sweep metric 'val/accuracy' is not logged"):
+        sweep_cli.main([path])
+    (trial,) = optuna.load_study(study_name="digits", storage="sqlite:///runs/sweeps/digits/study.db").trials
+    assert trial.state == STATES.FAIL  # and trials 1 and 2 never started
+    assert summary(trial)["status"].startswith("failed: ValueError: the sweep metric 'val/accuracy' is not logged")
+    assert "epochs" not in summary(trial)  # stopped in its first epoch, of 3
+
+
+def test_a_sweep_without_wandb(in_tmp):
+    path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0]}})
+    study = sweep_cli.main([path, "--", "--trainer.logger=false"])
+    (trial,) = study.trials
+    assert trial.state == STATES.COMPLETE and summary(trial)["last"]["val/acc_best"] == trial.value
+    assert not (in_tmp / "runs/wandb").exists()
