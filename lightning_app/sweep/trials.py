@@ -21,6 +21,8 @@ from typing import Any
 import optuna
 
 from lightning_app.compare import read_dict
+from lightning_app.sweep import launch
+from lightning_app.sweep.checks import cli_arguments
 from lightning_app.sweep.file import SweepFile
 
 HOST = socket.gethostname()
@@ -96,19 +98,21 @@ class TrialRunner:
         seeds: With repeats, the ``--seed_everything`` of each run of a configuration (the trial's
             value is their metric's mean); None for one run with the config's seed.
         wandb: Whether the trials log to W&B (not with ``-- --trainer.logger=false``).
+        launcher: ``fork``: trials of ``python -m lightning_app`` fork a preloaded process (launch.py);
+            ``subprocess``: each starts a fresh Python.
     """
 
     def __init__(self, sweep: SweepFile, study_name: str, folder: Path, storage_url: str,
                  pruning: dict[str, int] | None, workers: int, overrides: list[str],
-                 seeds: list[int] | None = None, wandb: bool = True) -> None:  # fmt: skip
+                 seeds: list[int] | None = None, wandb: bool = True, launcher: str = "fork") -> None:  # fmt: skip
         self.sweep, self.name, self.folder, self.overrides = sweep, study_name, folder, overrides
-        self.seeds, self.wandb = seeds, wandb
+        self.seeds, self.wandb, self.launcher = seeds, wandb, launcher
         self.trial_spec = {"study": study_name, "storage": storage_url, "metric": sweep.metric, "pruning": pruning}
         self.slots: queue.SimpleQueue = queue.SimpleQueue()
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
         for slot in enumerate(worker_environments(workers, visible_gpus(), cores)):
             self.slots.put(slot)
-        self.children: dict[tuple[int, int | None], subprocess.Popen] = {}  # (trial, seed) -> its run, while it runs
+        self.children: dict[tuple[int, int | None], subprocess.Popen | launch.ForkedRun] = {}  # (trial, seed) -> its run, while it runs
         self.stopped: set[int] = set()  # trials that were running when the sweep was interrupted
         self.interrupted = False
         self.halted: str | None = None  # why the sweep stopped itself
@@ -174,7 +178,7 @@ class TrialRunner:
     def _run(self, key: tuple[int, int | None], command: list[str], environment: dict[str, str], log: Path) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as output:
-            child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+            child = launch.start(command, cli_arguments(command), environment, log, output, self.launcher)
             self.children[key] = child
             try:
                 return child.wait()
