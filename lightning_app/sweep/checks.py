@@ -5,8 +5,10 @@ seconds, not each trial after its imports (or the whole study, one trial at a ti
 - the arguments after ``--``: they must not set what the sweep sets for each trial (its W&B run
   id, name and group); ``--trainer.logger=false`` is allowed, and the trials then run without W&B;
 - the trial's command line, when it runs ``python -m lightning_app``: parsed by the CLI's own
-  parser (``--print_config``, in this process: nothing is built or trained) with the first value
-  of every parameter, then the last, so a misspelt key or a value of the wrong type is refused.
+  parser (``--print_config``: nothing is built or trained) with the first value of every
+  parameter, then the last, so a misspelt key or a value of the wrong type is refused. With the
+  fork launcher the parse runs in a fork of the trials' preloaded process, so the sweep itself
+  never imports Lightning; otherwise in the sweep's process.
 """
 
 import contextlib
@@ -14,7 +16,7 @@ import io
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -97,27 +99,35 @@ def _extreme(sweep: SweepFile, last: bool) -> dict[str, Any]:
     return values
 
 
-def check_command(sweep: SweepFile, extra: list[str]) -> None:
-    """Parses the trials' command line with the CLI's parser, for the first and the last value of every parameter."""
-    if cli_arguments(sweep.command_line({}, [])) is None:
-        return  # another program: its own parser decides, in the first trial
+def parse_here(arguments: list[str]) -> tuple[int, str]:
+    """Parses ``python -m lightning_app ARGUMENTS --print_config`` in this process: (exit code, its stderr)."""
     from lightning_app.cli import AppCLI  # imports Lightning: seconds, spent once
 
+    errors = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. LightningCLI's note that this process has its own sys.argv
+        try:
+            AppCLI(args=[*arguments, "--print_config"])
+            code = 0
+        except SystemExit as stop:
+            code = stop.code
+    return code or 0, errors.getvalue()
+
+
+def check_command(sweep: SweepFile, extra: list[str], parse: Callable[[list[str]], tuple[int, str]] = parse_here) -> None:
+    """Parses the trials' command line with the CLI's parser, for the first and the last value of every parameter.
+
+    ``parse`` runs ``--print_config`` (``parse_here``, or in a process forked from the trials' preloaded one).
+    """
+    if cli_arguments(sweep.command_line({}, [])) is None:
+        return  # another program: its own parser decides, in the first trial
     for last in (False, True):
         arguments = cli_arguments(sweep.command_line(_extreme(sweep, last), extra))
         if arguments and arguments[0] != "fit":
             return  # the sweep runs `fit`; another subcommand is the user's own
-        errors = io.StringIO()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. LightningCLI's note that this process has its own sys.argv
-            try:
-                AppCLI(args=[*arguments, "--print_config"])
-                code = 0
-            except SystemExit as stop:
-                code = stop.code
-        if code not in (0, None):
-            text = errors.getvalue()
-            reason = text[text.find("error:") :] if "error:" in text else text
+        code, text = parse(arguments)
+        if code != 0:
+            reason = text[text.find("error:") :] if "error:" in text else text[-2000:]
             raise CheckFailed(
                 f"{sweep.path}: the trials' command line does not parse (with the {'last' if last else 'first'} "
                 f"value of every parameter; nothing was run):\n  {' '.join(arguments)}\n{reason.strip()}\n"

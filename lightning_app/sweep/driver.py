@@ -21,8 +21,9 @@ try:
 except ImportError:
     raise SystemExit("python -m lightning_app.sweep needs Optuna: pip install -e '.[sweep]'") from None
 
-from lightning_app.sweep.checks import CheckFailed, check_command, check_storage, wandb_off
+from lightning_app.sweep.checks import CheckFailed, check_command, check_storage, parse_here, wandb_off
 from lightning_app.sweep.file import SweepFile, SweepFileError, read_sweep_or_config
+from lightning_app.sweep.launch import parse_in_fork
 from lightning_app.sweep.report import report
 from lightning_app.sweep.study import fail_orphans, hidden, open_study, requeue, tally
 from lightning_app.sweep.trials import Interrupted, SweepStopped, TrialFailed, TrialRunner
@@ -123,7 +124,8 @@ def check(sweep: SweepFile, url: str, runner: TrialRunner) -> None:
     """What every trial shares (checks.py): fails the sweep before its first trial."""
     try:
         check_storage(url)
-        check_command(sweep, runner.extra("check", "check", runner.seeds[0] if runner.seeds else None))
+        parse = parse_in_fork if runner.launcher == "fork" else parse_here
+        check_command(sweep, runner.extra("check", "check", runner.seeds[0] if runner.seeds else None), parse)
     except CheckFailed as error:
         raise SystemExit(f"error: {error}") from None
 

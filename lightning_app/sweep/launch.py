@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # What every trial imports: loaded once into the fork server.
@@ -73,6 +74,13 @@ class ForkedRun:
     def wait(self) -> int:
         self.process.join()
         return self.process.exitcode
+
+
+def parse_in_fork(arguments: list[str]) -> tuple[int, str]:
+    """``--print_config`` of these CLI arguments in a fork of the preloaded server: (exit code, its output)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+        code = ForkedRun([*arguments, "--print_config"], dict(os.environ), Path(log.name)).wait()
+        return code, log.read()
 
 
 def start(command: list[str], cli_arguments: list[str] | None, environment: dict[str, str], log: Path, output,

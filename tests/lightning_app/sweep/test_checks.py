@@ -39,17 +39,19 @@ def test_overrides_that_set_the_trials_wandb_names_are_refused(write_sweep):
         sweep_cli.main([write_sweep(), "--", "--trainer.logger.init_args.group", "mine"])
 
 
-def test_a_misspelt_parameter_key_is_refused_before_any_trial(in_tmp):
+@pytest.mark.parametrize("launcher", [pytest.param("fork", marks=pytest.mark.slow), "subprocess"])
+def test_a_misspelt_parameter_key_is_refused_before_any_trial(in_tmp, launcher):
+    # fork: parsed in a fork of the trials' preloaded process; subprocess: in the sweep's own
     path = fit_sweep(in_tmp, {"model.init_args.hiden_sizes": {"values": [[16], [32]]}})
     with pytest.raises(SystemExit, match=r"(?s)does not parse.*Option 'hiden_sizes' is not accepted.*Fix the"):
-        sweep_cli.main([path])
+        sweep_cli.main([path, "--launcher", launcher])
     assert not (in_tmp / "runs/sweeps/fit/logs").exists() and not (in_tmp / "runs/sweeps/fit/study.db").exists()
 
 
 def test_a_bad_value_among_the_choices_is_refused_too(in_tmp):
     path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3, "fast"]}})
     with pytest.raises(SystemExit, match=r"(?s)with the last value of every parameter.*lr=fast"):
-        sweep_cli.main([path])
+        sweep_cli.main([path, "--launcher", "subprocess"])
 
 
 def test_the_shipped_sweep_passes_the_check(monkeypatch):

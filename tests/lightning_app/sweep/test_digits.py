@@ -1,6 +1,7 @@
 """Sweeps of real `fit` runs on Digits (1-3 epochs of small MLPs), each trial its own subprocess."""
 
 import json
+import os
 from pathlib import Path
 
 import optuna
@@ -108,3 +109,20 @@ def test_a_sweep_without_wandb(in_tmp):
     (trial,) = study.trials
     assert trial.state == STATES.COMPLETE and summary(trial)["last"]["val/acc_best"] == trial.value
     assert not (in_tmp / "runs/wandb").exists()
+
+
+@pytest.mark.parametrize("launcher", ["fork", "subprocess"])
+def test_a_trial_killed_with_sigkill_fails_alone_and_each_trial_is_its_own_process(in_tmp, launcher):
+    path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0, 0.1, 0.2]}})
+    probe = "--trainer.callbacks+=tests.lightning_app.sweep.probe.Probe"
+    study = sweep_cli.main([path, "--workers", "2", "--launcher", launcher, "--", probe])
+    states = {t.params["model.init_args.dropout"]: t.state for t in study.trials}
+    assert states == {0.0: STATES.COMPLETE, 0.1: STATES.FAIL, 0.2: STATES.COMPLETE}
+    killed = next(t for t in study.trials if t.state == STATES.FAIL)
+    assert "exited with code -9" in killed.user_attrs["error"]
+    seen = [json.loads((Path(t.user_attrs["run"]) / "probe.json").read_text()) for t in study.trials]
+    assert len({s["pid"] for s in seen}) == 3 and os.getpid() not in {s["pid"] for s in seen}
+    cores = len(os.sched_getaffinity(0))
+    assert {(s["threads"], s["omp"], s["sweep"], s["cwd"]) for s in seen} == {(max(1, cores // 2), str(max(1, cores // 2)), True, str(in_tmp))}
+    if launcher == "fork":  # forked from the one preloaded server, not started by this process
+        assert len({s["ppid"] for s in seen}) == 1 and os.getpid() not in {s["ppid"] for s in seen}
