@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -126,3 +130,20 @@ def test_a_trial_killed_with_sigkill_fails_alone_and_each_trial_is_its_own_proce
     assert {(s["threads"], s["omp"], s["sweep"], s["cwd"]) for s in seen} == {(max(1, cores // 2), str(max(1, cores // 2)), True, str(in_tmp))}
     if launcher == "fork":  # forked from the one preloaded server, not started by this process
         assert len({s["ppid"] for s in seen}) == 1 and os.getpid() not in {s["ppid"] for s in seen}
+
+
+def test_ctrl_c_stops_forked_trials_and_queues_them_again(in_tmp):
+    path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0, 0.1]}}, epochs=1000)
+    command = [sys.executable, "-m", "lightning_app.sweep", path, "--launcher", "fork"]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(in_tmp.glob("runs/lightning_app/*/metrics.jsonl")):  # the first trial has trained an epoch
+        assert driver.poll() is None and time.monotonic() < deadline, "the first trial never trained"
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    out, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 130, out
+    states = [t.state for t in optuna.load_study(study_name="digits", storage="sqlite:///runs/sweeps/digits/study.db").trials]
+    assert states == [STATES.FAIL, STATES.WAITING]  # the stopped trial, queued again
+    (run,) = (in_tmp / "runs/lightning_app").iterdir()
+    assert json.loads((run / "summary.json").read_text())["status"] != "running"  # it stopped, and said so
