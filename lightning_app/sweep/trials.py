@@ -25,7 +25,9 @@ from lightning_app.sweep import launch
 from lightning_app.sweep.checks import cli_arguments
 from lightning_app.sweep.file import SweepFile
 
-HOST = socket.gethostname()
+# Tells machines apart (a sweep fails at once only its own machine's orphans); the variable is for
+# containers that share a host name, and for tests that play several machines.
+HOST = os.environ.get("LIGHTNING_APP_SWEEP_HOST") or socket.gethostname()
 ENV = "LIGHTNING_APP_SWEEP"  # how a trial learns its study: see callback.py
 CALLBACK = "lightning_app.sweep.callback.SweepTrial"  # not imported here: it imports Lightning (seconds)
 

@@ -7,7 +7,7 @@ summary.json in runs/lightning_app/<run id>) in a blink, so these tests exercise
 import optuna
 
 TRIAL = '''"""Stands in for `python -m lightning_app fit`: the run folder a trial writes, from its --key=value args."""
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 import yaml
 
@@ -23,7 +23,8 @@ for arg in sys.argv[1:]:
 run = Path("runs/lightning_app") / config["trainer"]["logger"]["init_args"]["id"]
 run.mkdir(parents=True)
 (run / "config.yaml").write_text(yaml.safe_dump(config))
-while Path("hold").exists():  # the test holds the trial running
+host = os.environ.get("LIGHTNING_APP_SWEEP_HOST", "")
+while Path("hold").exists() or Path(f"hold-{host}").exists():  # the test holds the trial running
     time.sleep(0.05)
 if config["x"] == config.get("fail_at"):
     sys.exit("this trial fails")
