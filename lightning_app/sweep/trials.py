@@ -1,9 +1,10 @@
-"""One sweep trial = one ``fit`` subprocess, so a crash or kill of a trial cannot take the sweep down.
+"""One sweep trial = one ``fit`` process per seed, so a crash or kill of a trial cannot take the sweep down.
 
 The trial runs the sweep file's ``command`` with its values as ``--key=value`` (what ``wandb agent``
-would run), plus its W&B run id and name, the sweep's W&B group, and the SweepTrial callback. Its
-output goes to ``runs/sweeps/<name>/logs/trial-<number>.log``; its result is the metric in its
-``summary.json``. Each of the ``--workers`` slots has its own GPUs (``CUDA_VISIBLE_DEVICES``) and
+would run), plus its W&B run id and name, the sweep's W&B group, and the SweepTrial callback; with
+repeats, once per seed (``--seed_everything``), its value their mean. A run is a fresh Python or a
+fork of a preloaded one (launch.py). Its output goes to ``runs/sweeps/<name>/logs/trial-<number>.log``
+(``trial-<number>-seed<S>.log``); its result is the metric in its ``summary.json``. Each of the ``--workers`` slots has its own GPUs (``CUDA_VISIBLE_DEVICES``) and
 its share of the CPU cores (``OMP_NUM_THREADS``, which sets torch's threads).
 """
 
