@@ -12,24 +12,35 @@ kills it reads as ``-signal``, as with a subprocess. W&B starts its service in e
 any process.
 """
 
+import json
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+from multiprocessing import forkserver
 from pathlib import Path
 
-# What every trial imports: loaded once into the fork server.
-PRELOAD = ["torch", "lightning", "wandb", "lightning_app.cli", "lightning_app.sweep.callback", "modules", "datamodules"]
+# What every trial imports: loaded once into the fork server. The last one parses the trials'
+# command line once there (WARM), which loads what the CLI's parser loads lazily.
+PRELOAD = ["torch", "lightning", "wandb", "lightning_app.cli", "lightning_app.sweep.callback", "modules", "datamodules",
+           "lightning_app.sweep.warm"]  # fmt: skip
+WARM = "LIGHTNING_APP_SWEEP_WARM"
 _context = None
 
 
-def _fork_context():
+def _fork_context(warm: list[str] | None = None):
+    """The fork server's context; started here, with ``warm`` (CLI arguments) parsed once in it."""
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(PRELOAD)
+        os.environ[WARM] = json.dumps(warm or [])  # the server is started with this environment
+        try:
+            forkserver.ensure_running()
+        finally:
+            del os.environ[WARM]
     return _context
 
 
@@ -78,6 +89,7 @@ class ForkedRun:
 
 def parse_in_fork(arguments: list[str]) -> tuple[int, str]:
     """``--print_config`` of these CLI arguments in a fork of the preloaded server: (exit code, its output)."""
+    _fork_context(warm=arguments)  # the first call starts the server, and warms it with these
     with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
         code = ForkedRun([*arguments, "--print_config"], dict(os.environ), Path(log.name)).wait()
         return code, log.read()
