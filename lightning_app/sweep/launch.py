@@ -1,4 +1,5 @@
-"""How a trial's process starts: a fresh Python (``subprocess``), or a fork of a preloaded one (``fork``).
+"""How and where a trial's process starts: a fresh Python (``subprocess``) or a fork of a preloaded
+one (``fork``), on each worker's own GPUs and share of the cores.
 
 A fresh ``python -m lightning_app fit`` spends seconds importing torch, Lightning, W&B and the
 project before it trains; on a small model that is most of a trial. With ``--launcher fork`` (the
@@ -42,6 +43,30 @@ def _fork_context(warm: list[str] | None = None):
         finally:
             del os.environ[WARM]
     return _context
+
+
+def visible_gpus() -> list[str]:
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [gpu for gpu in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
+    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()):
+        return []  # no GPU driver: skip importing torch, which takes seconds
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def worker_environments(workers: int, gpus: list[str], cores: int) -> list[dict[str, str]]:
+    """Each worker's devices: a contiguous share of the GPUs (shared round-robin when fewer than workers) and cores."""
+    threads = str(max(1, cores // workers))
+    environments = []
+    for worker in range(workers):
+        environment = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        if gpus:
+            first, end = worker * len(gpus) // workers, (worker + 1) * len(gpus) // workers
+            share = [gpus[worker % len(gpus)]] if workers >= len(gpus) else gpus[first:end]
+            environment["CUDA_VISIBLE_DEVICES"] = ",".join(share)
+        environments.append(environment)
+    return environments
 
 
 def _run_cli(arguments: list[str], environment: dict[str, str], folder: str, log: str) -> None:

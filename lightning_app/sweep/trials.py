@@ -5,7 +5,7 @@ would run), plus its W&B run id and name, the sweep's W&B group, and the SweepTr
 repeats, once per seed (``--seed_everything``), its value their mean. A run is a fresh Python or a
 fork of a preloaded one (launch.py). Its output goes to ``runs/sweeps/<name>/logs/trial-<number>.log``
 (``trial-<number>-seed<S>.log``); its result is the metric in its ``summary.json``. Each of the ``--workers`` slots has its own GPUs (``CUDA_VISIBLE_DEVICES``) and
-its share of the CPU cores (``OMP_NUM_THREADS``, which sets torch's threads).
+its share of the CPU cores (``OMP_NUM_THREADS``, which sets torch's threads): launch.py.
 """
 
 import json
@@ -25,6 +25,7 @@ from lightning_app.compare import read_dict
 from lightning_app.sweep import launch
 from lightning_app.sweep.checks import cli_arguments
 from lightning_app.sweep.file import SweepFile
+from lightning_app.sweep.launch import visible_gpus, worker_environments
 
 # Tells machines apart (a sweep fails at once only its own machine's orphans); the variable is for
 # containers that share a host name, and for tests that play several machines.
@@ -45,30 +46,6 @@ class TrialFailed(Exception):
 
 class Interrupted(Exception):
     """The sweep was stopped (Ctrl-C, SIGTERM) while this trial ran."""
-
-
-def visible_gpus() -> list[str]:
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
-        return [gpu for gpu in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
-    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()):
-        return []  # no GPU driver: skip importing torch, which takes seconds
-    import torch
-
-    return [str(index) for index in range(torch.cuda.device_count())]
-
-
-def worker_environments(workers: int, gpus: list[str], cores: int) -> list[dict[str, str]]:
-    """Each worker's devices: a contiguous share of the GPUs (shared round-robin when fewer than workers) and cores."""
-    threads = str(max(1, cores // workers))
-    environments = []
-    for worker in range(workers):
-        environment = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-        if gpus:
-            first, end = worker * len(gpus) // workers, (worker + 1) * len(gpus) // workers
-            share = [gpus[worker % len(gpus)]] if workers >= len(gpus) else gpus[first:end]
-            environment["CUDA_VISIBLE_DEVICES"] = ",".join(share)
-        environments.append(environment)
-    return environments
 
 
 def _tail(path: Path, lines: int = 15) -> str:

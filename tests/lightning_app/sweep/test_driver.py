@@ -18,7 +18,8 @@ import yaml
 from lightning_app.sweep import driver as sweep_cli
 from lightning_app.sweep import study as sweep_study
 from lightning_app.sweep.callback import SweepTrial
-from lightning_app.sweep.trials import CALLBACK, worker_environments
+from lightning_app.sweep.launch import worker_environments
+from lightning_app.sweep.trials import CALLBACK
 
 from tests.lightning_app.sweep.standin import trials
 
