@@ -9,11 +9,13 @@ or W&B. Without the variable (a trial's config.yaml rerun by hand) the callback 
 
 import json
 import os
+import signal
 from typing import Any
 
 import optuna
 from lightning.pytorch.callbacks import Callback
 
+from lightning_app.checkpoints import Stopped
 from lightning_app.sweep.study import alive
 from lightning_app.sweep.trials import ENV, open_storage
 from lightning_app.record import run_dir
@@ -30,7 +32,9 @@ class SweepTrial(Callback):
     """After every validation, reports the sweep metric to the run's Optuna trial and asks the pruner.
 
     A pruned run stops cleanly (``trainer.should_stop``), so it ends with its checkpoints and
-    summary like any other; the sweep then marks it pruned. Rank 0 talks to the study and
+    summary like any other; the sweep then marks it pruned. A run whose sweep is gone stops with
+    ``Stopped`` (its summary says ``stopped: ...``). A ``val/`` metric missing at the first validation
+    fails the run, and the sweep stops: no trial would log it. Rank 0 talks to the study and
     broadcasts the decision, so every rank of a multi-device trial stops at the same step.
     """
 
@@ -39,6 +43,7 @@ class SweepTrial(Callback):
         self.spec: dict[str, Any] | None = json.loads(spec) if spec else None
         self.trial = None
         self.validations = 0
+        self.missing = ""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.spec is None or self.trial is not None or not trainer.is_global_zero:
@@ -50,27 +55,36 @@ class SweepTrial(Callback):
             pruner=make_pruner(self.spec["pruning"]),
         )
         self.trial = optuna.trial.Trial(study, self.spec["trial_id"])
-        self.trial.set_user_attr("run", str(run_dir(trainer).resolve()))
+        self.trial.set_user_attr(self.spec.get("run_attr", "run"), str(run_dir(trainer).resolve()))
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if self.spec is None or trainer.sanity_checking:
             return
-        stop = self._report(trainer) if trainer.is_global_zero else False
-        if trainer.strategy.broadcast(stop, src=0):
+        decision = self._report(trainer) if trainer.is_global_zero else "go"
+        decision = trainer.strategy.broadcast(decision, src=0)  # every rank stops at the same step
+        if decision == "prune":
             trainer.should_stop = True
+        elif decision == "orphan":  # its summary.json says stopped, not finished after a part of its epochs
+            raise Stopped(signal.SIGHUP, f"its sweep (process {self.spec['driver_pid']}) is gone; a later sweep "
+                          "runs this trial again from its start")  # fmt: skip
+        elif decision == "missing":
+            raise ValueError(self.missing)
 
-    def _report(self, trainer) -> bool:
+    def _report(self, trainer) -> str:
+        """``go`` on, ``prune``, ``orphan`` (the sweep is gone) or ``missing`` (the metric is not logged)."""
         if not alive(self.spec["driver_pid"]):  # not getppid(): a launcher (srun, uv run) may stand between
-            return True  # the sweep process was killed: a later sweep retries this trial from its start
+            return "orphan"
         metric = self.spec["metric"]
         if metric not in trainer.callback_metrics:
-            if self.spec["pruning"]:
-                logged = sorted(trainer.callback_metrics)
-                raise ValueError(f"pruning needs the sweep metric {metric!r} after every validation; logged: {logged}")
-            return False  # e.g. a test metric: the sweep reads it from summary.json at the end
+            if self.spec["pruning"] or metric.startswith("val/"):  # a validation metric is there by now
+                logged = sorted(name for name in trainer.callback_metrics if not name.endswith("_step"))
+                self.missing = f"the sweep metric {metric!r} is not logged at validation (logged: {logged}): fix `metric.name`"
+                self.trial.set_user_attr("metric_missing", self.missing)  # the sweep stops: no trial would have it
+                return "missing"
+            return "go"  # e.g. a test metric: the sweep reads it from summary.json at the end
         self.validations += 1
         self.trial.report(float(trainer.callback_metrics[metric]), self.validations)
         if not self.trial.should_prune():
-            return False
+            return "go"
         self.trial.set_user_attr("pruned_at", self.validations)
-        return True
+        return "prune"

@@ -21,18 +21,22 @@ try:
 except ImportError:
     raise SystemExit("python -m lightning_app.sweep needs Optuna: pip install -e '.[sweep]'") from None
 
-from lightning_app.sweep.file import SweepFile, SweepFileError
+from lightning_app.sweep.checks import CheckFailed, check_command, check_storage, parse_here, wandb_off
+from lightning_app.sweep.file import SweepFile, SweepFileError, read_sweep_or_config
+from lightning_app.sweep.launch import parse_in_fork
 from lightning_app.sweep.report import report
 from lightning_app.sweep.study import fail_orphans, hidden, open_study, requeue, tally
-from lightning_app.sweep.trials import TrialFailed, TrialRunner
+from lightning_app.sweep.trials import Interrupted, SweepStopped, TrialFailed, TrialRunner
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
+STATES = optuna.trial.TrialState
 PRUNE_DEFAULT = {"min_resource": 1, "reduction_factor": 3}  # --prune without early_terminate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lightning_app.sweep", description=__doc__.split("\n")[0])
-    parser.add_argument("sweep", help="a W&B sweep file, e.g. configs/sweeps/digits_mlp_sweep.yaml")
+    parser.add_argument("sweep", help="a W&B sweep file, e.g. configs/sweeps/digits_mlp_sweep.yaml, or a fit "
+                        "config (configs/mnist_mlp.yaml) to repeat over seeds")  # fmt: skip
     parser.add_argument("--trials", type=int, help="trials in the whole study, over every run and machine "
                         "(default: the file's run_cap; a grid: each combination once)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="trials at once here, each on its own GPUs or CPU cores")
@@ -42,13 +46,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seeds random and bayes (one per machine)")
     parser.add_argument("--prune", action=argparse.BooleanOptionalAction,
                         help="stop unpromising trials early (default: when the file has early_terminate)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, help="runs per configuration, with --seed_everything 0..N-1; "
+                        "the study optimises their metric's mean")  # fmt: skip
+    parser.add_argument("--seeds", help="runs per configuration with these seeds, e.g. 3,7,9 (instead of --repeats)")
+    parser.add_argument("--metric", default="val/acc_best", help="for a fit config: the metric whose mean and spread "
+                        "are reported (a sweep file names its own)")  # fmt: skip
+    parser.add_argument("--goal", default="maximize", choices=["maximize", "minimize"], help="for a fit config: "
+                        "the --metric's better direction")  # fmt: skip
+    parser.add_argument("--launcher", choices=["fork", "subprocess"], default="fork", help="how a trial of "
+                        "`python -m lightning_app` starts: a fork of a process that imported torch and Lightning "
+                        "once (seconds less per trial), or a fresh Python")  # fmt: skip
     parser.add_argument("--heartbeat", type=int, default=60, help="seconds between a worker's signs of life")
     parser.epilog = "Arguments after -- are overrides for every trial: -- --trainer.max_epochs=5"
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     args.overrides = argv[split + 1 :]
-    for flag in ("trials", "workers", "heartbeat"):
+    if args.repeats is not None and args.seeds is not None:
+        parser.error("give --repeats N or --seeds A,B,C, not both")
+    if args.seeds is not None:
+        try:
+            args.seeds = [int(seed) for seed in args.seeds.split(",")]
+        except ValueError:
+            parser.error(f"--seeds {args.seeds!r}: integers separated by commas, e.g. --seeds 3,7,9")
+        if len(set(args.seeds)) < len(args.seeds):
+            parser.error(f"--seeds {args.seeds}: a seed repeats")
+    elif args.repeats is not None:
+        args.seeds = list(range(args.repeats))
+    for flag in ("trials", "workers", "heartbeat", "repeats"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1")
     if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
@@ -85,33 +110,69 @@ def optimize(study: optuna.Study, admin: optuna.Study, runner: TrialRunner, targ
             return
 
 
+def first_failure(study: optuna.Study) -> str:
+    """The first failed trial's error, its last line (the exception a traceback ends with)."""
+    failed = [t for t in study.get_trials(deepcopy=False, states=(STATES.FAIL,)) if t.user_attrs.get("error")]
+    if not failed:
+        return "no trial ran"
+    lines = failed[0].user_attrs["error"].strip().splitlines()
+    head = lines[0].split(";")[0]  # "trial 0 exited with code 1"
+    return head if len(lines) == 1 else f"{head}: {lines[-1].strip()} (log: {failed[0].user_attrs.get('log')})"
+
+
+def check(sweep: SweepFile, url: str, runner: TrialRunner) -> None:
+    """What every trial shares (checks.py): fails the sweep before its first trial."""
+    try:
+        check_storage(url)
+        parse = parse_in_fork if runner.launcher == "fork" else parse_here
+        check_command(sweep, runner.extra("check", "check", runner.seeds[0] if runner.seeds else None), parse)
+    except CheckFailed as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> optuna.Study:
     """Runs the sweep; ``argv`` as on the command line (``["configs/sweeps/x.yaml", "--trials", "4"]``)."""
     args = parse_args(argv)
     try:
-        sweep = SweepFile.read(args.sweep)
-    except SweepFileError as error:
+        sweep = read_sweep_or_config(args.sweep, args.metric, args.goal)
+        no_wandb = wandb_off(sweep, args.overrides)
+    except (SweepFileError, CheckFailed) as error:
         raise SystemExit(f"error: {error}") from None
     name = args.name or Path(args.sweep).stem
     target = trial_count(sweep, args.trials)
     pruning = None if args.prune is False else sweep.pruning or (PRUNE_DEFAULT if args.prune else None)
+    if args.seeds and pruning:  # every seed would report to the one trial: the pruner would compare a mix
+        print(f"sweep {name}: no pruning with --repeats/--seeds (the seeds of a configuration share its trial)")
+        pruning = None
     folder = Path("runs/sweeps") / name
     folder.mkdir(parents=True, exist_ok=True)
     url = args.storage or f"sqlite:///{folder / 'study.db'}"
+    runner = TrialRunner(sweep, name, folder, url, pruning, args.workers, args.overrides, args.seeds, not no_wandb,
+                         args.launcher)  # fmt: skip
+    check(sweep, url, runner)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are announced here, one line each
     study, admin = open_study(sweep, name, url, args.seed, args.heartbeat)
-    runner = TrialRunner(sweep, name, folder, url, pruning, args.workers, args.overrides)
-    print(f"sweep {name}: {sweep.method} search for {target} trials, {args.workers} at once, "
+    seeds = f", seeds {args.seeds} per configuration" if args.seeds else ""
+    print(f"sweep {name}: {sweep.method} search for {target} trials, {args.workers} at once{seeds}, "
           f"{'pruning ' + str(pruning) if pruning else 'no pruning'}, study in {hidden(url)}", flush=True)  # fmt: skip
     handlers = {signum: signal.signal(signum, runner.on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         optimize(study, admin, runner, target, args.workers)
     except KeyboardInterrupt:
         requeue(admin, runner.stopped)  # so that rerunning the command runs them again
+    except (SweepStopped, Interrupted):  # the first to reach here: a stopped trial of another worker may be
+        if runner.interrupted:
+            requeue(admin, runner.stopped)
+        elif not runner.halted:
+            raise
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     print(report(study, sweep, folder), flush=True)
     if runner.interrupted:
         raise SystemExit(130)  # the shell's code for Ctrl-C
+    if runner.halted:
+        raise SystemExit(f"error: sweep {name} stopped: {runner.halted}")
+    if not any(t.state in (STATES.COMPLETE, STATES.PRUNED) for t in study.get_trials(deepcopy=False)):
+        raise SystemExit(f"error: sweep {name}: no trial finished; the first failure: {first_failure(study)}")
     return study

@@ -247,3 +247,22 @@ class SweepFile:
             else:
                 line.append(chunk)
         return line
+
+
+def is_run_config(raw: Any) -> bool:
+    """A ``fit`` config (``model:``/``trainer:``, no ``parameters:``) rather than a sweep file."""
+    return isinstance(raw, dict) and "parameters" not in raw and bool({"model", "trainer", "data"} & set(raw))
+
+
+def read_sweep_or_config(path: str | Path, metric: str, goal: str) -> SweepFile:
+    """A sweep file, or a ``fit`` config as a sweep of its one configuration (repeated over seeds)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise SweepFileError(f"{path}: cannot read the file: {error}") from None
+    if not is_run_config(raw):
+        return SweepFile.read(path)
+    command = ["${env}", "${interpreter}", "-m", "lightning_app", "fit", "--config", str(path), "${args}"]
+    identity = {"config": str(path), "metric": {"name": metric, "goal": goal}}
+    return SweepFile(path, "grid", metric, goal, [], command, identity=identity)  # one point: the config itself

@@ -1,7 +1,7 @@
 """What a sweep leaves in ``runs/sweeps/<name>/``, at its end and on Ctrl-C.
 
-- ``trials.md``: one Markdown row per trial, best first: its parameters, metric, state, time and
-  run folder (printed too).
+- ``trials.md``: one Markdown row per trial, best first: its parameters, metric (over seeds: mean ±
+  standard deviation (n)), state, time and run folder (printed too).
 - ``best.yaml``: the best finished trial's whole config, a new run of it with
   ``python -m lightning_app fit --config runs/sweeps/<name>/best.yaml``.
 - ``history.png``, ``importances.png``, ``curves.png``: Optuna's optimisation history, parameter
@@ -38,6 +38,16 @@ def _seconds(trial: optuna.trial.FrozenTrial) -> str:
     return f"{(trial.datetime_complete - trial.datetime_start).total_seconds():.0f} s"
 
 
+def _metric(trial: optuna.trial.FrozenTrial) -> str:
+    """The trial's metric; over seeds, their mean ± standard deviation (n)."""
+    value = trial.user_attrs.get("value")
+    if value is None:
+        return ""
+    if "n" in trial.user_attrs:
+        return f"{value:.4f} ± {trial.user_attrs['std']:.4f} ({trial.user_attrs['n']})"
+    return f"{value:.4f}"
+
+
 def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -61,7 +71,7 @@ def table(study: optuna.Study, sweep: SweepFile) -> str:
         cells = [
             str(trial.number),
             *(_cell(p.decode(trial.params[p.name])) if p.name in trial.params else "" for p in swept),
-            f"{value:.4f}" if value is not None else "",
+            _metric(trial),
             state,
             _seconds(trial),
             _where(run),
@@ -90,13 +100,13 @@ def write_best(study: optuna.Study, sweep: SweepFile, folder: Path) -> str:
     path = folder / "best.yaml"
     header = (
         f"# python -m lightning_app fit --config {path}\n"
-        f"# The best trial ({best.number}) of sweep {study.study_name}: {sweep.metric} = {best.value:.4f}; "
+        f"# The best trial ({best.number}) of sweep {study.study_name}: {sweep.metric} = {_metric(best)}; "
         f"its run: {_where(best.user_attrs['run'])}\n"
     )
     partial = path.with_name(path.name + ".part")
     partial.write_text(header + yaml.safe_dump(config, sort_keys=False))
     os.replace(partial, path)  # several workers may finish at once
-    return f"best: trial {best.number}, {sweep.metric} = {best.value:.4f}; its config: {path}"
+    return f"best: trial {best.number}, {sweep.metric} = {_metric(best)}; its config: {path}"
 
 
 def plot(study: optuna.Study, sweep: SweepFile, folder: Path) -> list[str]:

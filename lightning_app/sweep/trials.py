@@ -1,10 +1,11 @@
-"""One sweep trial = one ``fit`` subprocess, so a crash or kill of a trial cannot take the sweep down.
+"""One sweep trial = one ``fit`` process per seed, so a crash or kill of a trial cannot take the sweep down.
 
 The trial runs the sweep file's ``command`` with its values as ``--key=value`` (what ``wandb agent``
-would run), plus its W&B run id and name, the sweep's W&B group, and the SweepTrial callback. Its
-output goes to ``runs/sweeps/<name>/logs/trial-<number>.log``; its result is the metric in its
-``summary.json``. Each of the ``--workers`` slots has its own GPUs (``CUDA_VISIBLE_DEVICES``) and
-its share of the CPU cores (``OMP_NUM_THREADS``, which sets torch's threads).
+would run), plus its W&B run id and name, the sweep's W&B group, and the SweepTrial callback; with
+repeats, once per seed (``--seed_everything``), its value their mean. A run is a fresh Python or a
+fork of a preloaded one (launch.py). Its output goes to ``runs/sweeps/<name>/logs/trial-<number>.log``
+(``trial-<number>-seed<S>.log``); its result is the metric in its ``summary.json``. Each of the ``--workers`` slots has its own GPUs (``CUDA_VISIBLE_DEVICES``) and
+its share of the CPU cores (``OMP_NUM_THREADS``, which sets torch's threads): launch.py.
 """
 
 import json
@@ -14,15 +15,21 @@ import secrets
 import signal
 import socket
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from lightning_app.compare import read_dict
+from lightning_app.sweep import launch
+from lightning_app.sweep.checks import cli_arguments
 from lightning_app.sweep.file import SweepFile
+from lightning_app.sweep.launch import visible_gpus, worker_environments
 
-HOST = socket.gethostname()
+# Tells machines apart (a sweep fails at once only its own machine's orphans); the variable is for
+# containers that share a host name, and for tests that play several machines.
+HOST = os.environ.get("LIGHTNING_APP_SWEEP_HOST") or socket.gethostname()
 ENV = "LIGHTNING_APP_SWEEP"  # how a trial learns its study: see callback.py
 CALLBACK = "lightning_app.sweep.callback.SweepTrial"  # not imported here: it imports Lightning (seconds)
 
@@ -41,36 +48,24 @@ class Interrupted(Exception):
     """The sweep was stopped (Ctrl-C, SIGTERM) while this trial ran."""
 
 
-def visible_gpus() -> list[str]:
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
-        return [gpu for gpu in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
-    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()):
-        return []  # no GPU driver: skip importing torch, which takes seconds
-    import torch
-
-    return [str(index) for index in range(torch.cuda.device_count())]
-
-
-def worker_environments(workers: int, gpus: list[str], cores: int) -> list[dict[str, str]]:
-    """Each worker's devices: a contiguous share of the GPUs (shared round-robin when fewer than workers) and cores."""
-    threads = str(max(1, cores // workers))
-    environments = []
-    for worker in range(workers):
-        environment = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-        if gpus:
-            first, end = worker * len(gpus) // workers, (worker + 1) * len(gpus) // workers
-            share = [gpus[worker % len(gpus)]] if workers >= len(gpus) else gpus[first:end]
-            environment["CUDA_VISIBLE_DEVICES"] = ",".join(share)
-        environments.append(environment)
-    return environments
-
-
 def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
+class SweepStopped(Exception):
+    """A trial showed that no trial can succeed (e.g. the metric is not logged): the sweep stops."""
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, (sum((value - mean) ** 2 for value in values) / (len(values) - 1)) ** 0.5
+
+
 class TrialRunner:
-    """The Optuna objective: runs one trial in a worker slot and returns its metric.
+    """The Optuna objective: runs one trial (one run per seed) in the worker slots and returns its metric.
 
     Args:
         sweep: The parsed sweep file.
@@ -78,87 +73,126 @@ class TrialRunner:
         folder: ``runs/sweeps/<name>``, for the trials' logs.
         storage_url: The study's storage, for the trials' pruning callback.
         pruning: SuccessiveHalvingPruner arguments, or None.
-        workers: Trials run at once.
+        workers: Runs at once.
         overrides: Extra ``--key=value`` arguments for every trial.
+        seeds: With repeats, the ``--seed_everything`` of each run of a configuration (the trial's
+            value is their metric's mean); None for one run with the config's seed.
+        wandb: Whether the trials log to W&B (not with ``-- --trainer.logger=false``).
+        launcher: ``fork``: trials of ``python -m lightning_app`` fork a preloaded process (launch.py);
+            ``subprocess``: each starts a fresh Python.
     """
 
     def __init__(self, sweep: SweepFile, study_name: str, folder: Path, storage_url: str,
-                 pruning: dict[str, int] | None, workers: int, overrides: list[str]) -> None:  # fmt: skip
+                 pruning: dict[str, int] | None, workers: int, overrides: list[str],
+                 seeds: list[int] | None = None, wandb: bool = True, launcher: str = "fork") -> None:  # fmt: skip
         self.sweep, self.name, self.folder, self.overrides = sweep, study_name, folder, overrides
+        self.seeds, self.wandb, self.launcher = seeds, wandb, launcher
         self.trial_spec = {"study": study_name, "storage": storage_url, "metric": sweep.metric, "pruning": pruning}
         self.slots: queue.SimpleQueue = queue.SimpleQueue()
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
         for slot in enumerate(worker_environments(workers, visible_gpus(), cores)):
             self.slots.put(slot)
-        self.children: dict[int, subprocess.Popen] = {}  # trial number -> its run, while it runs
+        self.children: dict[tuple[int, int | None], subprocess.Popen | launch.ForkedRun] = {}  # (trial, seed) -> its run, while it runs
         self.stopped: set[int] = set()  # trials that were running when the sweep was interrupted
         self.interrupted = False
+        self.halted: str | None = None  # why the sweep stopped itself
+
+    def extra(self, run_id: str, run_name: str, seed: int | None) -> list[str]:
+        """What the sweep adds to a run's command line after the user's overrides."""
+        logger = [
+            f"--trainer.logger.init_args.id={run_id}",
+            f"--trainer.logger.init_args.name={run_name}",
+            f"--trainer.logger.init_args.group={self.name}",
+        ]
+        seeding = [f"--seed_everything={seed}"] if seed is not None else []
+        return [*self.overrides, *seeding, *(logger if self.wandb else []), f"--trainer.callbacks+={CALLBACK}"]
 
     def __call__(self, trial: optuna.Trial) -> float:
-        if self.interrupted:  # started while the sweep stops: queued again like the running ones
+        if self.interrupted or self.halted:  # started while the sweep stops: queued again like the running ones
             self.stopped.add(trial.number)
             raise Interrupted(f"trial {trial.number} was not started: the sweep is stopping")
         values = self.sweep.values(trial)
-        run_id = f"{self.name}-{trial.number}-{secrets.token_hex(3)}"  # unique even if the study is recreated
-        log = self.folder / "logs" / f"trial-{trial.number}.log"
-        for key, value in {"run_id": run_id, "host": HOST, "driver_pid": os.getpid(), "log": str(log)}.items():
+        for key, value in {"host": HOST, "driver_pid": os.getpid()}.items():
             trial.set_user_attr(key, value)
-        extra = [
-            *self.overrides,
-            f"--trainer.logger.init_args.id={run_id}",
-            f"--trainer.logger.init_args.name={self.name}-{trial.number}",
-            f"--trainer.logger.init_args.group={self.name}",
-            f"--trainer.callbacks+={CALLBACK}",
-        ]
-        command = self.sweep.command_line(values, extra)
-        # The trial's id is Optuna's storage key, which the public API does not expose.
-        spec = {**self.trial_spec, "trial_id": trial._trial_id, "driver_pid": os.getpid()}
-        worker, environment = self.slots.get()
         try:
-            print(f"trial {trial.number} started (worker {worker}): {' '.join(command)}", flush=True)
-            returncode = self._run(trial.number, command, {**os.environ, **environment, ENV: json.dumps(spec)}, log)
-        finally:
-            self.slots.put((worker, environment))
-        try:
-            return self._result(trial, returncode, run_id, log)
-        except (TrialFailed, Interrupted) as error:
+            if self.seeds is None:
+                return self._run_seed(trial, values, None)
+            with ThreadPoolExecutor(len(self.seeds)) as pool:  # the worker slots decide how many run at once
+                results = list(pool.map(lambda seed: self._run_seed(trial, values, seed), self.seeds))
+            mean, std = _spread(results)
+            for key, value in {"value": mean, "std": std, "n": len(results), "values": results}.items():
+                trial.set_user_attr(key, value)
+            return mean
+        except (TrialFailed, Interrupted, SweepStopped) as error:
             trial.set_user_attr("error", str(error))
+            if isinstance(error, SweepStopped):
+                self.halt(str(error))
             raise
 
-    def _run(self, number: int, command: list[str], environment: dict[str, str], log: Path) -> int:
+    def _run_seed(self, trial: optuna.Trial, values: dict[str, Any], seed: int | None) -> float:
+        label = f"{trial.number}" if seed is None else f"{trial.number}-seed{seed}"
+        run_id = f"{self.name}-{label}-{secrets.token_hex(3)}"  # unique even if the study is recreated
+        log = self.folder / "logs" / f"trial-{label}.log"
+        first = seed is None or seed == self.seeds[0]
+        if first:  # what the table and best.yaml show; each seed's run is in `runs`
+            trial.set_user_attr("run_id", run_id)
+            trial.set_user_attr("log", str(log))
+        command = self.sweep.command_line(values, self.extra(run_id, f"{self.name}-{label}", seed))
+        run_attr = "run" if seed is None else f"run/seed{seed}"
+        # The trial's id is Optuna's storage key, which the public API does not expose.
+        spec = {**self.trial_spec, "trial_id": trial._trial_id, "driver_pid": os.getpid(), "run_attr": run_attr}
+        if seed is not None:
+            spec["pruning"] = None  # the seeds would report to one trial: the driver turns pruning off
+        worker, environment = self.slots.get()
+        try:
+            if self.interrupted or self.halted:
+                self.stopped.add(trial.number)
+                raise Interrupted(f"trial {label} was not started: the sweep is stopping")
+            print(f"trial {label} started (worker {worker}): {' '.join(command)}", flush=True)
+            key = (trial.number, seed)
+            returncode = self._run(key, command, {**os.environ, **environment, ENV: json.dumps(spec)}, log)
+        finally:
+            self.slots.put((worker, environment))
+        return self._result(trial, label, run_attr, returncode, run_id, log, first)
+
+    def _run(self, key: tuple[int, int | None], command: list[str], environment: dict[str, str], log: Path) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as output:
-            child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
-            self.children[number] = child
+            child = launch.start(command, cli_arguments(command), environment, log, output, self.launcher)
+            self.children[key] = child
             try:
                 return child.wait()
             except KeyboardInterrupt:  # one worker: the signal came to this thread, and was passed on to the run
                 child.wait()
                 raise
             finally:
-                del self.children[number]
+                del self.children[key]
 
-    def _result(self, trial: optuna.Trial, returncode: int, run_id: str, log: Path) -> float:
+    def _result(self, trial: optuna.Trial, label: str, run_attr: str, returncode: int, run_id: str, log: Path,
+                first: bool) -> float:  # fmt: skip
         if trial.number in self.stopped:
-            raise Interrupted(f"trial {trial.number} was stopped with the sweep")
+            raise Interrupted(f"trial {label} was stopped with the sweep")
         reported = trial.study.get_trials(deepcopy=False)[trial.number].user_attrs  # as the run itself set them
-        run = Path(reported["run"]) if "run" in reported else next(Path().glob(f"*/*/{run_id}"), None)
-        if run is not None and "run" not in reported:  # the run reported its own folder already
+        if "metric_missing" in reported:
+            raise SweepStopped(f"trial {label}: {reported['metric_missing']}")
+        run = Path(reported[run_attr]) if run_attr in reported else next(Path().glob(f"*/*/{run_id}"), None)
+        if run is not None and first:
             trial.set_user_attr("run", str(run))
         if returncode != 0:
-            raise TrialFailed(f"trial {trial.number} exited with code {returncode}; the end of {log}:\n{_tail(log)}")
+            raise TrialFailed(f"trial {label} exited with code {returncode}; the end of {log}:\n{_tail(log)}")
         if run is None or not (run / "summary.json").exists():
-            raise TrialFailed(f"trial {trial.number} wrote no summary.json (run: {run}): sweeps need the W&B logger")
+            raise TrialFailed(f"trial {label} wrote no summary.json (run: {run}): the run must record its folder")
         try:
             summary = read_dict(run / "summary.json", json.loads)
         except (OSError, ValueError) as error:  # a broken summary fails the trial, not the sweep
-            raise TrialFailed(f"trial {trial.number}: {error}") from None
+            raise TrialFailed(f"trial {label}: {error}") from None
         metrics = {**summary.get("last", {}), **summary.get("test", {})}
-        if self.sweep.metric not in metrics:
+        if self.sweep.metric not in metrics:  # every trial logs the same metrics: none would have it
             logged = sorted(metrics)
-            raise TrialFailed(f"trial {trial.number} did not log {self.sweep.metric!r} (logged: {logged}): fix `metric.name`")
+            raise SweepStopped(f"trial {label} did not log {self.sweep.metric!r} (logged: {logged}): fix `metric.name`")
         value = metrics[self.sweep.metric]
-        trial.set_user_attr("value", value)
+        if self.seeds is None:
+            trial.set_user_attr("value", value)
         if "pruned_at" in reported:
             summary["status"] = f"pruned after validation {reported['pruned_at']}"
             (run / "summary.json.part").write_text(json.dumps(summary, indent=1))
@@ -171,16 +205,25 @@ class TrialRunner:
         value = trial.user_attrs.get("value")
         if value is None:  # failed: why, with the end of its log
             result = trial.user_attrs.get("error", "")
+        elif "n" in trial.user_attrs:
+            result = f"{self.sweep.metric} = {value:.4f} ± {trial.user_attrs['std']:.4f} (n={trial.user_attrs['n']})"
         else:
             result = f"{self.sweep.metric} = {value:.4f}, {trial.user_attrs['run']}"
         print(f"trial {trial.number} {trial.state.name.lower()}: {result}", flush=True)
+
+    def halt(self, reason: str) -> None:
+        """Stops the sweep by itself: no new trial starts, and the running ones are stopped."""
+        self.halted = reason
+        for (number, _), child in dict(self.children).items():
+            self.stopped.add(number)
+            child.send_signal(signal.SIGINT)
 
     def on_signal(self, signum: int, frame: Any) -> None:
         """Ctrl-C or SIGTERM: stop the runs (gracefully; forcibly on a second signal) and the sweep."""
         first = not self.interrupted
         self.interrupted = True
         running = dict(self.children)
-        self.stopped.update(running)
+        self.stopped.update(number for number, _ in running)
         for child in running.values():
             child.send_signal(signal.SIGINT if first else signal.SIGKILL)
         if first:

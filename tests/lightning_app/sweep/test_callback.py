@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from lightning_app.checkpoints import Stopped
 from lightning_app.cli import main
 from lightning_app.sweep.callback import make_pruner
 from lightning_app.sweep.trials import CALLBACK, ENV
@@ -57,14 +59,29 @@ def test_without_pruning_every_validation_is_reported_and_the_run_goes_on(monkey
 
 
 @pytest.mark.parametrize("sweep", [pytest.param("exited", marks=pytest.mark.slow), "not a process"])
-def test_a_run_whose_sweep_is_gone_stops(monkeypatch, study, sweep):
+def test_a_run_whose_sweep_is_gone_stops_and_records_that_it_was_stopped(monkeypatch, study, in_tmp, sweep):
     driver_pid = -1
     if sweep == "exited":
         driver = subprocess.Popen([sys.executable, "-c", "pass"])
         driver.wait()  # reaped, so its pid names no process
         driver_pid = driver.pid
-    trainer, trial = fit_as_trial(monkeypatch, study, None, driver_pid=driver_pid)
-    assert trainer.current_epoch == 1 and trial.intermediate_values == {}
+    with pytest.raises(Stopped) as stop:
+        fit_as_trial(monkeypatch, study, None, driver_pid=driver_pid)
+    assert stop.value.code == 128 + signal.SIGHUP  # not 0: nobody should take it for a finished run
+    (summary,) = in_tmp.glob("runs/lightning_app/*/summary.json")
+    status = json.loads(summary.read_text())["status"]
+    assert status.startswith(f"stopped: its sweep (process {driver_pid}) is gone"), status
+    assert study.get_trials()[-1].intermediate_values == {}
+
+
+def test_a_validation_metric_the_model_does_not_log_fails_the_run_at_its_first_validation(monkeypatch, study):
+    trial = study.ask()
+    spec = {"study": "s", "storage": STORAGE, "metric": "val/accuracy", "pruning": None,
+            "trial_id": trial._trial_id, "driver_pid": os.getppid()}  # fmt: skip
+    monkeypatch.setenv(ENV, json.dumps(spec))
+    with pytest.raises(ValueError, match=r"'val/accuracy' is not logged at validation \(logged: \[.*'val/acc'"):
+        main(ARGS)
+    assert "val/acc_best" in study.get_trials()[trial.number].user_attrs["metric_missing"]
 
 
 def test_outside_a_sweep_the_callback_does_nothing(monkeypatch, in_tmp):

@@ -1,6 +1,11 @@
 """Sweeps of real `fit` runs on Digits (1-3 epochs of small MLPs), each trial its own subprocess."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -87,3 +92,58 @@ def test_two_workers_share_one_sqlite_study(in_tmp):
     assert len({t.user_attrs["run"] for t in done}) == 3
     first, second = sorted(done, key=lambda t: t.datetime_start)[:2]
     assert second.datetime_start < first.datetime_complete  # they ran at the same time
+
+
+def test_a_validation_metric_no_trial_logs_stops_the_sweep_at_its_first_trial(in_tmp):
+    path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0, 0.1, 0.2]}}, epochs=3)
+    spec = yaml.safe_load(Path(path).read_text())
+    spec["metric"]["name"] = "val/accuracy"
+    Path(path).write_text(yaml.safe_dump(spec))
+    with pytest.raises(SystemExit, match=r"stopped: trial 0: the sweep metric 'val/accuracy' is not logged"):
+        sweep_cli.main([path])
+    (trial,) = optuna.load_study(study_name="digits", storage="sqlite:///runs/sweeps/digits/study.db").trials
+    assert trial.state == STATES.FAIL  # and trials 1 and 2 never started
+    assert summary(trial)["status"].startswith("failed: ValueError: the sweep metric 'val/accuracy' is not logged")
+    assert "epochs" not in summary(trial)  # stopped in its first epoch, of 3
+
+
+def test_a_sweep_without_wandb(in_tmp):
+    path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0]}})
+    study = sweep_cli.main([path, "--", "--trainer.logger=false"])
+    (trial,) = study.trials
+    assert trial.state == STATES.COMPLETE and summary(trial)["last"]["val/acc_best"] == trial.value
+    assert not (in_tmp / "runs/wandb").exists()
+
+
+@pytest.mark.parametrize("launcher", ["fork", "subprocess"])
+def test_a_trial_killed_with_sigkill_fails_alone_and_each_trial_is_its_own_process(in_tmp, launcher):
+    path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0, 0.1, 0.2]}})
+    probe = "--trainer.callbacks+=tests.lightning_app.sweep.probe.Probe"
+    study = sweep_cli.main([path, "--workers", "2", "--launcher", launcher, "--", probe])
+    states = {t.params["model.init_args.dropout"]: t.state for t in study.trials}
+    assert states == {0.0: STATES.COMPLETE, 0.1: STATES.FAIL, 0.2: STATES.COMPLETE}
+    killed = next(t for t in study.trials if t.state == STATES.FAIL)
+    assert "exited with code -9" in killed.user_attrs["error"]
+    seen = [json.loads((Path(t.user_attrs["run"]) / "probe.json").read_text()) for t in study.trials]
+    assert len({s["pid"] for s in seen}) == 3 and os.getpid() not in {s["pid"] for s in seen}
+    cores = len(os.sched_getaffinity(0))
+    assert {(s["threads"], s["omp"], s["sweep"], s["cwd"]) for s in seen} == {(max(1, cores // 2), str(max(1, cores // 2)), True, str(in_tmp))}
+    if launcher == "fork":  # forked from the one preloaded server, not started by this process
+        assert len({s["ppid"] for s in seen}) == 1 and os.getpid() not in {s["ppid"] for s in seen}
+
+
+def test_ctrl_c_stops_forked_trials_and_queues_them_again(in_tmp):
+    path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0, 0.1]}}, epochs=1000)
+    command = [sys.executable, "-m", "lightning_app.sweep", path, "--launcher", "fork"]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(in_tmp.glob("runs/lightning_app/*/metrics.jsonl")):  # the first trial has trained an epoch
+        assert driver.poll() is None and time.monotonic() < deadline, "the first trial never trained"
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    out, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 130, out
+    states = [t.state for t in optuna.load_study(study_name="digits", storage="sqlite:///runs/sweeps/digits/study.db").trials]
+    assert states == [STATES.FAIL, STATES.WAITING]  # the stopped trial, queued again
+    (run,) = (in_tmp / "runs/lightning_app").iterdir()
+    assert json.loads((run / "summary.json").read_text())["status"] != "running"  # it stopped, and said so

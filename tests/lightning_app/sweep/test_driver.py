@@ -18,60 +18,13 @@ import yaml
 from lightning_app.sweep import driver as sweep_cli
 from lightning_app.sweep import study as sweep_study
 from lightning_app.sweep.callback import SweepTrial
-from lightning_app.sweep.trials import CALLBACK, worker_environments
+from lightning_app.sweep.launch import worker_environments
+from lightning_app.sweep.trials import CALLBACK
+
+from tests.lightning_app.sweep.standin import trials
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # heartbeats, retries
 STATES = optuna.trial.TrialState
-TRIAL = '''"""Stands in for `python -m lightning_app fit`: the run folder a trial writes, from its --key=value args."""
-import json, sys, time
-from pathlib import Path
-import yaml
-
-config = {}
-for arg in sys.argv[1:]:
-    key, _, text = arg[2:].partition("=")
-    *parents, leaf = key.rstrip("+").split(".")
-    node = config
-    for parent in parents:
-        node = node.setdefault(parent, {})
-    value = yaml.safe_load(text)
-    node[leaf] = node.get(leaf, []) + [{"class_path": value}] if key.endswith("+") else value
-run = Path("runs/lightning_app") / config["trainer"]["logger"]["init_args"]["id"]
-run.mkdir(parents=True)
-(run / "config.yaml").write_text(yaml.safe_dump(config))
-while Path("hold").exists():  # the test holds the trial running
-    time.sleep(0.05)
-if config["x"] == config.get("fail_at"):
-    sys.exit("this trial fails")
-score = -(config["x"] - 2) ** 2 - sum(config.get("y", [0]))
-(run / "summary.json").write_text(json.dumps({"status": "finished", "last": {"score": score}}))
-'''
-
-
-@pytest.fixture
-def write_sweep(in_tmp):
-    """Writes a sweep file that runs the stand-in trial; returns its path."""
-    (in_tmp / "trial.py").write_text(TRIAL)
-
-    def write(method="grid", name="sweep", **parameters):
-        spec = {
-            "method": method,
-            "metric": {"name": "score", "goal": "maximize"},
-            "parameters": parameters or {"x": {"values": [1, 2]}, "y": {"values": [[0], [1, 2]]}},
-            "command": ["${interpreter}", "trial.py", "${args}"],
-        }
-        path = in_tmp / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(spec))
-        return str(path)
-
-    return write
-
-
-def trials(name="sweep", states=None):
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///runs/sweeps/{name}/study.db")
-    return study.get_trials(states=states)
-
-
 @pytest.mark.slow
 def test_grid_runs_every_combination_once_and_reports_them_best_first(write_sweep, capsys):
     study = sweep_cli.main([write_sweep(), "--trials", "10"])  # more than the grid's 4
@@ -135,9 +88,9 @@ def test_a_metric_the_trials_do_not_log_fails_them_with_the_metrics_they_have(wr
     spec = yaml.safe_load(open(path).read())
     spec["metric"]["name"] = "val/acc"
     open(path, "w").write(yaml.safe_dump(spec))
-    study = sweep_cli.main([path])
-    assert study.trials[0].state == STATES.FAIL
-    assert "did not log 'val/acc' (logged: ['score'])" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"stopped: trial 0 did not log 'val/acc' \(logged: \['score'\]\)"):
+        sweep_cli.main([path])
+    assert trials()[0].state == STATES.FAIL
 
 
 def start_held(path, in_tmp, trials_wanted):

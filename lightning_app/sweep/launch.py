@@ -1,0 +1,128 @@
+"""How and where a trial's process starts: a fresh Python (``subprocess``) or a fork of a preloaded
+one (``fork``), on each worker's own GPUs and share of the cores.
+
+A fresh ``python -m lightning_app fit`` spends seconds importing torch, Lightning, W&B and the
+project before it trains; on a small model that is most of a trial. With ``--launcher fork`` (the
+default for trials that run ``python -m lightning_app``) the sweep starts one multiprocessing
+fork server that imports all that once, and each trial is a fork of it: still its own process,
+so a crash, an out-of-memory kill or a ``kill -9`` of a trial fails that trial only. The child
+takes the trial's environment (``CUDA_VISIBLE_DEVICES``, ``OMP_NUM_THREADS``, ``WANDB_*``) before
+anything initialises CUDA (the server imports torch but never touches a device), its working
+folder, and writes its output to the trial's log; its exit code is the run's, and a signal that
+kills it reads as ``-signal``, as with a subprocess. W&B starts its service in each child, as in
+any process.
+"""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from multiprocessing import forkserver
+from pathlib import Path
+
+# What every trial imports: loaded once into the fork server. The last one parses the trials'
+# command line once there (WARM), which loads what the CLI's parser loads lazily.
+PRELOAD = ["torch", "lightning", "wandb", "lightning_app.cli", "lightning_app.sweep.callback", "modules", "datamodules",
+           "lightning_app.sweep.warm"]  # fmt: skip
+WARM = "LIGHTNING_APP_SWEEP_WARM"
+_context = None
+
+
+def _fork_context(warm: list[str] | None = None):
+    """The fork server's context; started here, with ``warm`` (CLI arguments) parsed once in it."""
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(PRELOAD)
+        os.environ[WARM] = json.dumps(warm or [])  # the server is started with this environment
+        try:
+            forkserver.ensure_running()
+        finally:
+            del os.environ[WARM]
+    return _context
+
+
+def visible_gpus() -> list[str]:
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [gpu for gpu in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
+    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()):
+        return []  # no GPU driver: skip importing torch, which takes seconds
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def worker_environments(workers: int, gpus: list[str], cores: int) -> list[dict[str, str]]:
+    """Each worker's devices: a contiguous share of the GPUs (shared round-robin when fewer than workers) and cores."""
+    threads = str(max(1, cores // workers))
+    environments = []
+    for worker in range(workers):
+        environment = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        if gpus:
+            first, end = worker * len(gpus) // workers, (worker + 1) * len(gpus) // workers
+            share = [gpus[worker % len(gpus)]] if workers >= len(gpus) else gpus[first:end]
+            environment["CUDA_VISIBLE_DEVICES"] = ",".join(share)
+        environments.append(environment)
+    return environments
+
+
+def _run_cli(arguments: list[str], environment: dict[str, str], folder: str, log: str) -> None:
+    """The forked child: becomes ``python -m lightning_app ARGUMENTS`` with its own environment and log."""
+    os.chdir(folder)
+    os.environ.clear()
+    os.environ.update(environment)
+    output = os.open(log, os.O_WRONLY | os.O_APPEND)
+    for stream in (1, 2):
+        os.dup2(output, stream)
+    os.close(output)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops the run, as in its own Python
+    import torch
+
+    if "OMP_NUM_THREADS" in environment:  # torch read it when the server imported it
+        torch.set_num_threads(int(environment["OMP_NUM_THREADS"]))
+    import lightning_app.__main__ as entry
+
+    sys.argv = [entry.__file__, *arguments]  # what a DDP launcher restarts for the other ranks
+    from lightning_app.cli import main
+
+    main()
+
+
+class ForkedRun:
+    """A trial forked from the preloaded server; used as a ``subprocess.Popen`` (``pid``, ``send_signal``, ``wait``)."""
+
+    def __init__(self, arguments: list[str], environment: dict[str, str], log: Path) -> None:
+        self.process = _fork_context().Process(
+            target=_run_cli, args=(arguments, environment, os.getcwd(), str(log)), daemon=False
+        )
+        self.process.start()
+        self.pid = self.process.pid
+
+    def send_signal(self, signum: int) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:  # it has just ended
+            pass
+
+    def wait(self) -> int:
+        self.process.join()
+        return self.process.exitcode
+
+
+def parse_in_fork(arguments: list[str]) -> tuple[int, str]:
+    """``--print_config`` of these CLI arguments in a fork of the preloaded server: (exit code, its output)."""
+    _fork_context(warm=arguments)  # the first call starts the server, and warms it with these
+    with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+        code = ForkedRun([*arguments, "--print_config"], dict(os.environ), Path(log.name)).wait()
+        return code, log.read()
+
+
+def start(command: list[str], cli_arguments: list[str] | None, environment: dict[str, str], log: Path, output,
+          launcher: str):  # fmt: skip
+    """The trial's process: forked when ``launcher`` is ``fork`` and it runs ``python -m lightning_app``."""
+    if launcher == "fork" and cli_arguments is not None:
+        return ForkedRun(cli_arguments, environment, log)
+    return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment)

@@ -1,0 +1,28 @@
+"""A callback for sweep tests of the fork launcher: records what the trial's process saw, and kills it on demand."""
+
+import json
+import os
+import signal
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from lightning_app.record import run_dir
+
+
+class Probe(Callback):
+    """Writes ``probe.json`` (pid, parent pid, torch threads, environment) into the run folder at the
+    start of training; then a run whose model has ``dropout`` 0.1 kills itself with SIGKILL."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        seen = {
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "threads": torch.get_num_threads(),
+            "omp": os.environ.get("OMP_NUM_THREADS"),
+            "sweep": os.environ.get("LIGHTNING_APP_SWEEP") is not None,
+            "cwd": os.getcwd(),
+        }
+        (run_dir(trainer) / "probe.json").write_text(json.dumps(seen))
+        if pl_module.hparams.get("dropout") == 0.1:
+            os.kill(os.getpid(), signal.SIGKILL)

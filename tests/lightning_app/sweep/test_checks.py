@@ -1,0 +1,69 @@
+"""What every trial shares, checked before the first trial starts; and a sweep where no trial finished."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_app.sweep import driver as sweep_cli
+from lightning_app.sweep.checks import check_command
+from lightning_app.sweep.file import SweepFile
+
+from tests.lightning_app.sweep.standin import trials
+
+CONFIG = Path(__file__).parents[3] / "configs/digits_mlp.yaml"
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+
+def fit_sweep(folder: Path, parameters: dict) -> str:
+    """A sweep file whose trials run `python -m lightning_app fit` on the digits config."""
+    spec = {
+        "method": "grid",
+        "metric": {"name": "val/acc_best", "goal": "maximize"},
+        "parameters": parameters,
+        "command": ["${env}", "${interpreter}", "-m", "lightning_app", "fit", "--config", str(CONFIG), "${args}"],
+    }
+    (folder / "fit.yaml").write_text(yaml.safe_dump(spec))
+    return str(folder / "fit.yaml")
+
+
+def test_a_study_in_a_folder_that_cannot_be_written_is_refused_naming_the_folder(write_sweep):
+    with pytest.raises(SystemExit, match=r"the folder /sys is not writable \(.+\); SQLite writes"):
+        sweep_cli.main([write_sweep(), "--storage", "sqlite:////sys/study.db"])
+    with pytest.raises(SystemExit, match="the folder /nowhere/at/all does not exist"):
+        sweep_cli.main([write_sweep(), "--storage", "sqlite:////nowhere/at/all/study.db"])
+
+
+def test_overrides_that_set_the_trials_wandb_names_are_refused(write_sweep):
+    with pytest.raises(SystemExit, match=r"after -- set \['trainer.logger.init_args.group'\], which the sweep sets"):
+        sweep_cli.main([write_sweep(), "--", "--trainer.logger.init_args.group", "mine"])
+
+
+@pytest.mark.parametrize("launcher", [pytest.param("fork", marks=pytest.mark.slow), "subprocess"])
+def test_a_misspelt_parameter_key_is_refused_before_any_trial(in_tmp, launcher):
+    # fork: parsed in a fork of the trials' preloaded process; subprocess: in the sweep's own
+    path = fit_sweep(in_tmp, {"model.init_args.hiden_sizes": {"values": [[16], [32]]}})
+    with pytest.raises(SystemExit, match=r"(?s)does not parse.*Option 'hiden_sizes' is not accepted.*Fix the"):
+        sweep_cli.main([path, "--launcher", launcher])
+    assert not (in_tmp / "runs/sweeps/fit/logs").exists() and not (in_tmp / "runs/sweeps/fit/study.db").exists()
+
+
+def test_a_bad_value_among_the_choices_is_refused_too(in_tmp):
+    path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3, "fast"]}})
+    with pytest.raises(SystemExit, match=r"(?s)with the last value of every parameter.*lr=fast"):
+        sweep_cli.main([path, "--launcher", "subprocess"])
+
+
+def test_the_shipped_sweep_passes_the_check(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[3])  # its command names configs/digits_mlp.yaml
+    sweep = SweepFile.read(Path(__file__).parents[3] / "configs/sweeps/digits_mlp_sweep.yaml")
+    check_command(sweep, ["--trainer.logger.init_args.id=x", "--trainer.callbacks+=lightning_app.sweep.callback.SweepTrial"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_sweep_where_no_trial_finished_exits_with_the_first_failure(write_sweep, workers):
+    path = write_sweep(x={"values": [1]}, fail_at={"value": 1})  # its one trial fails
+    with pytest.raises(SystemExit, match=r"no trial finished; the first failure: trial 0 exited with code 1: this trial fails"):
+        sweep_cli.main([path, "--workers", workers])
+    assert [t.state.name for t in trials()] == ["FAIL"]
