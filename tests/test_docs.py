@@ -64,9 +64,10 @@ def test_each_command_parses(page, module, arguments, monkeypatch, capsys):
         return
     if module == "lightning_app.sweep":
         from lightning_app.sweep.driver import parse_args
-        from lightning_app.sweep.file import SweepFile
+        from lightning_app.sweep.file import read_sweep_or_config
 
-        SweepFile.read(Path(parse_args(arguments).sweep))
+        args = parse_args(arguments)
+        read_sweep_or_config(args.sweep, args.metric, args.goal)
         return
     # A config a run writes (a sweep's best.yaml): the shipped config it comes from stands in for it.
     arguments = [STAND_IN if a.startswith("runs/") and a.endswith(".yaml") else a for a in arguments]

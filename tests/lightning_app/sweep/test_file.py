@@ -12,7 +12,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from wandb.sdk.launch.sweeps.utils import load_sweep_config
 
 from lightning_app.sweep.file import SweepFile, SweepFileError
-from tests.lightning_app.test_compare import SWEEP, agent_command, trial_values
+from tests.lightning_app.compare.test_main import SWEEP, agent_command, trial_values
 
 BASE = {
     "method": "random",
