@@ -10,13 +10,19 @@
    the test after fit are not). Rounds alternate between the two; the ratio is the median over rounds.
 2. Seconds from `python -m lightning_app fit --config configs/digits_mlp.yaml` to its first training
    step, against `python -c "import lightning"`, interleaved, median over rounds.
+3. The whole process of that `fit` with every default (W&B offline, checkpoints, the test after fit,
+   pictures), start to exit, against `python -c "import lightning"` plus the run's own
+   `train_seconds` (from its summary.json): what the run costs beyond its training and Lightning's
+   import. Beside it, `bench/plain_digits.py`, the same work as a plain PyTorch script, start to exit.
 
-    python bench/speed.py [--rounds 5] [--batch-sizes 64 256 1024] [--starts 5] [--args="--trainer.logger false"]
+    python bench/speed.py [--rounds 5] [--batch-sizes 64 256 1024] [--starts 5] [--processes 5] [--args="--trainer.logger false"]
 
-`--args` adds arguments to every `fit` (to measure what a default costs by turning it off).
+`--args` adds arguments to every `fit` (to measure what a default costs by turning it off);
+`--roots A B` runs the whole-process `fit` from each checkout in turn (a change against its base).
 """
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -61,9 +67,10 @@ class FirstStep(L.Callback):
         os._exit(0)
 
 
-def run(command: list[str], cwd: str) -> tuple[float, str]:
-    """Runs ``command`` in ``cwd`` (W&B offline, this process's torch threads); returns the time it started and its stdout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+def run(command: list[str], cwd: str, root: Path = ROOT) -> tuple[float, str]:
+    """Runs ``command`` in ``cwd`` with ``root`` on the path (W&B offline, this process's torch threads); returns
+    the time it started and its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(root), "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     start = time.time()
     out = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if out.returncode:
@@ -154,11 +161,47 @@ def compare_starts(rounds: int) -> None:
           f"{min(extra):.2f}-{max(extra):.2f}; target <= 1.0 s)")  # fmt: skip
 
 
+def whole_fit(root: Path, extra: list[str]) -> tuple[float, float]:
+    """Seconds from start to exit of `fit --config configs/digits_mlp.yaml` run from ``root``, and its train_seconds."""
+    command = [sys.executable, "-m", "lightning_app", "fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), *extra]
+    with tempfile.TemporaryDirectory() as cwd:
+        start, _ = run(command, cwd, root)
+        wall = time.time() - start
+        (summary,) = Path(cwd).glob("runs/**/summary.json")
+        return wall, json.loads(summary.read_text())["train_seconds"]
+
+
+def compare_processes(rounds: int, roots: list[Path], extra: list[str]) -> None:
+    imports, plains, fits = [], [], {root: ([], []) for root in roots}
+    for round_ in range(rounds):
+        imports.append(import_seconds())
+        start, _ = run([sys.executable, str(ROOT / "bench/plain_digits.py")], tempfile.gettempdir())
+        plains.append(time.time() - start)
+        for root, (walls, trains) in fits.items():
+            wall, train = whole_fit(root, extra)
+            walls.append(wall)
+            trains.append(train)
+            print(f"round {round_}: import lightning {imports[-1]:.2f} s, plain script {plains[-1]:.2f} s, fit from {root} "
+                  f"{wall:.2f} s (train_seconds {train:.2f})", flush=True)  # fmt: skip
+    median = statistics.median
+    print(f"\nWhole process, `fit --config configs/digits_mlp.yaml` {shlex.join(extra)}, median of {rounds} interleaved rounds")
+    print(f"`python -c 'import lightning'` {median(imports):.2f} s; bench/plain_digits.py {median(plains):.2f} s")
+    print("| checkout | fit, start to exit | train_seconds | beyond import + train_seconds (target <= 1.0 s) | "
+          "ratio to the plain script |\n| --- | --- | --- | --- | --- |")  # fmt: skip
+    for root, (walls, trains) in fits.items():
+        beyond = [w - i - t for w, i, t in zip(walls, imports, trains)]
+        ratios = [w / p for w, p in zip(walls, plains)]
+        print(f"| {root} | {median(walls):.2f} s | {median(trains):.2f} s | **{median(beyond):.2f} s** "
+              f"({min(beyond):.2f}-{max(beyond):.2f}) | {median(ratios):.2f} |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved epoch rounds per batch size (0: none)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024], help="64 is the config's")
     parser.add_argument("--starts", type=int, default=5, help="interleaved start-up rounds (0: none)")
+    parser.add_argument("--processes", type=int, default=5, help="interleaved whole-process rounds (0: none)")
+    parser.add_argument("--roots", type=Path, nargs="+", default=[ROOT], help="checkouts the whole-process fit runs from")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads, in both")
     parser.add_argument("--args", default="", help="more arguments for every `fit`, e.g. '--trainer.logger false'")
     args = parser.parse_args()
@@ -169,6 +212,8 @@ def main() -> None:
         compare_epochs(args.rounds, args.batch_sizes, shlex.split(args.args))
     if args.starts:
         compare_starts(args.starts)
+    if args.processes:
+        compare_processes(args.processes, args.roots, shlex.split(args.args))
     print(describe())
 
 
