@@ -73,7 +73,8 @@ def test_validation_windows_tile_the_validation_text(text_file):
 def test_validation_batches_have_val_batch_size_windows_and_the_same_windows(text_file):
     small, large = (ready(text_file, block_size=16, batch_size=2, val_batch_size=n) for n in (1, 7))
     assert [len(b[0]) for b in large.val_dataloader()][:-1] == [7] * (len(large.val_dataloader()) - 1)
-    assert torch.equal(torch.cat([b[0] for b in small.val_dataloader()]), torch.cat([b[0] for b in large.val_dataloader()]))
+    every = [torch.cat([b[0] for b in data.val_dataloader()]) for data in (small, large)]
+    assert torch.equal(*every)
 
 
 def test_validation_shards_split_the_windows_between_ranks(text_file):
