@@ -3,6 +3,13 @@
     python bench/knn.py                       # 60,000 memorised x 10,000 queries, k=3, L2, CPU
     python bench/knn.py --precision float32   # force the L2 filter's product (what an AVX2-only CPU gets)
     python bench/knn.py --device cuda         # GPU queries/second instead (no scikit-learn rounds)
+    python bench/knn.py --whole-process       # `fit --config configs/mnist_knn.yaml`, start to exit
+
+`--whole-process` writes the synthetic images as MNIST's IDX files (60,000 train, 10,000 test) and
+times two processes from start to exit, interleaved: `python -m lightning_app fit --config
+configs/mnist_knn.yaml` with every default (54,000 memorised, 6,000 validated, 10,000 tested), and
+a plain scikit-learn script doing the same search from the same files (`PLAIN`: read, normalise,
+brute-force fit, predict the 16,000 queries).
 
 The data are synthetic uint8 "images" of MNIST's size (784 pixels, 10 classes: a class-dependent
 band plus noise), normalised with MNIST's mean and std and given to both libraries as the same
@@ -13,10 +20,15 @@ thread) during one chunked search, against the budget.
 """
 
 import argparse
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import get_args
 
 import numpy as np
@@ -26,14 +38,29 @@ from modules.knn_l2 import MemoryIndex, Precision
 from modules.knn_search import nearest_neighbours, vote
 
 METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
+ROOT = Path(__file__).resolve().parents[1]
+PLAIN = """
+import gzip, sys, numpy as np
+from sklearn.neighbors import KNeighborsClassifier
+def read(name, offset):
+    with gzip.open(f"{sys.argv[1]}/{name}", "rb") as f:
+        return np.frombuffer(f.read(), np.uint8, offset=offset)
+x = (read("train-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255 - 0.1307) / 0.3081
+y = read("train-labels-idx1-ubyte.gz", 8)
+test = (read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784).astype(np.float32) / 255 - 0.1307) / 0.3081
+knn = KNeighborsClassifier(3, algorithm="brute").fit(x[:54000], y[:54000])
+knn.predict(np.concatenate([x[54000:], test]))
+"""
 
 
-def synthetic_mnist(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_mnist(n: int, seed: int, normalise: bool = True) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n)
     images = rng.integers(0, 120, (n, 28, 28))
     for i, label in enumerate(labels):
         images[i, 2 * label + 4 : 2 * label + 9, 4:24] += 120
+    if not normalise:
+        return images.astype(np.uint8), labels.astype(np.uint8)
     normalised = (images.reshape(n, 784).astype(np.float32) / 255 - 0.1307) / 0.3081
     return normalised.astype(np.float32), labels
 
@@ -72,6 +99,36 @@ def describe(memory: torch.Tensor | MemoryIndex) -> None:
         print(f"L2 filter precision: {str(memory.dtype).removeprefix('torch.')}")
 
 
+def whole_process(rounds: int) -> None:
+    """`fit --config configs/mnist_knn.yaml` against the `PLAIN` scikit-learn script, start to exit, interleaved."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes import write_idx
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    with tempfile.TemporaryDirectory() as data_dir:
+        for prefix, n, seed in (("train", 60000, 0), ("t10k", 10000, 1)):
+            images, labels = synthetic_mnist(n, seed, normalise=False)
+            write_idx(Path(data_dir) / f"{prefix}-images-idx3-ubyte.gz", images)
+            write_idx(Path(data_dir) / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        commands = {
+            "scikit-learn script": [sys.executable, "-c", PLAIN, data_dir],
+            "fit": [sys.executable, "-m", "lightning_app", "fit", "--config", str(ROOT / "configs/mnist_knn.yaml"),
+                    "--data.data_dir", data_dir],
+        }  # fmt: skip
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(rounds):
+            for name, command in commands.items():
+                with tempfile.TemporaryDirectory() as cwd:
+                    start = time.perf_counter()
+                    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+                    times[name].append(time.perf_counter() - start)
+            print("  round: " + ", ".join(f"{name} {t[-1]:.2f} s" for name, t in times.items()), flush=True)
+    ratios = [f / p for f, p in zip(times["fit"], times["scikit-learn script"])]
+    print(f"start to exit, median of {rounds}: scikit-learn script {statistics.median(times['scikit-learn script']):.2f} s, "
+          f"fit {statistics.median(times['fit']):.2f} s, median ratio {statistics.median(ratios):.3f} "
+          f"({min(ratios):.3f}-{max(ratios):.3f}; target <= 0.5), CPU capability {torch.backends.cpu.get_cpu_capability()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-memory", type=int, default=60000)
@@ -83,7 +140,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=get_args(Precision), default="auto", help="of the L2 filter")
+    parser.add_argument("--whole-process", action="store_true", help="time `fit` and a scikit-learn script, start to exit")
     args = parser.parse_args()
+    if args.whole_process:
+        return whole_process(args.rounds)
     x_train, y_train = synthetic_mnist(args.n_memory, seed=0)
     x_test, _ = synthetic_mnist(args.n_queries, seed=1)
     memory, labels, queries = torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_test)

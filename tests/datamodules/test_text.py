@@ -70,6 +70,13 @@ def test_validation_windows_tile_the_validation_text(text_file):
     assert "".join(data.vocab[i] for i in xs.flatten().tolist()) == val[: len(xs) * 16]
 
 
+def test_validation_batches_have_val_batch_size_windows_and_the_same_windows(text_file):
+    small, large = (ready(text_file, block_size=16, batch_size=2, val_batch_size=n) for n in (1, 7))
+    assert [len(b[0]) for b in large.val_dataloader()][:-1] == [7] * (len(large.val_dataloader()) - 1)
+    every = [torch.cat([b[0] for b in data.val_dataloader()]) for data in (small, large)]
+    assert torch.equal(*every)
+
+
 def test_validation_shards_split_the_windows_between_ranks(text_file):
     data = ready(text_file, block_size=16, batch_size=3)
     everything = torch.cat([b[0] for b in data.val_dataloader()])
@@ -131,7 +138,7 @@ def test_bad_text_files_are_clear_errors(tmp_path, content, kwargs, error, match
         Text(path=str(path), **kwargs).vocab
 
 
-@pytest.mark.parametrize("name", ["block_size", "batch_size", "batches_per_epoch"])
+@pytest.mark.parametrize("name", ["block_size", "batch_size", "batches_per_epoch", "val_batch_size"])
 @pytest.mark.parametrize("value", [0, -1])
 def test_a_size_below_one_is_named(text_file, name, value):
     with pytest.raises(ValueError, match=f"{name} must be 1 or more, got {value}"):
