@@ -29,12 +29,13 @@ import lightning as L
 import yaml
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_app.checkpoints.files import load_checkpoint
+from lightning_app.checkpoints.files import load_checkpoint, read_bounded
 from lightning_app.record.folder import PROJECT, experiment_name, new_run_id
 from lightning_app.record.logger import WANDB_LOGGER, wandb_group
 
 PROJECT_PACKAGES = ("modules",)  # model classes a checkpoint may name without --trusted_packages
 KEYWORDS = ("best", "hpc", "last")  # paths Lightning resolves itself
+CONFIG_LIMIT = 1 << 24  # bytes: a run's config.yaml is a few kB
 
 
 def import_class(class_path: str) -> Any:
@@ -122,9 +123,16 @@ def check_linked(model: L.LightningModule, links: dict[str, Any], ckpt_path: str
 
 def _same_experiment(run_config: Path, model: str, data: str, group: str | None) -> bool:
     try:
-        config = yaml.safe_load(run_config.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return False
+        config = yaml.safe_load(read_bounded(run_config, CONFIG_LIMIT)) or {}
+    except FileNotFoundError:
+        return False  # not a run folder
+    except (ValueError, yaml.YAMLError) as error:  # a UnicodeDecodeError is a ValueError
+        raise ValueError(
+            f"--ckpt_path last: {run_config} is not a run's config ({error}); move that run folder away, "
+            "or pass the path of a checkpoint"
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"--ckpt_path last: {run_config} is not a run's config (not a mapping); move that run folder away")
     fit = config.get("fit", config)  # a config saved without the subcommand level
     logger = (fit.get("trainer") or {}).get("logger") or {}
     return (

@@ -16,6 +16,7 @@ the next one. Only global rank 0 locks; the other ranks of a DDP run write nothi
 
 import fcntl
 import os
+import re
 import secrets
 import socket
 import time
@@ -27,6 +28,18 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 PROJECT = "lightning_app"  # the W&B project, and the folder under the runs root that holds the run folders
 LOCK_NAME = "run.lock"
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a folder name: no separator, no leading dot (`..`)
+
+
+def check_run_name(value: object, argument: str) -> None:
+    """Fails when ``value``, a run id or name that becomes a folder name, could leave the runs root."""
+    if value is not None and not (isinstance(value, str) and len(value) <= 128 and RUN_NAME.fullmatch(value)):
+        raise ValueError(
+            f"{argument} {value!r} is not a run name: use letters, digits, `_`, `.` and `-` only (not starting "
+            "with `.` or `-`), at most 128 characters; it names the run's folder"
+        )
 
 
 def experiment_name(config) -> str:

@@ -23,7 +23,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_app.checkpoints.faults import Stopped
+from lightning_app.checkpoints.files import read_bounded
 from lightning_app.record.folder import run_dir
+
+SUMMARY_LIMIT = 1 << 24  # bytes: a summary is a few kB; its file list grows with the pictures, never to this
 
 
 def _scalars(metrics: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, float]:
@@ -38,6 +41,19 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     partial = path.with_name(path.name + ".part")
     partial.write_text(json.dumps(data, indent=1))
     os.replace(partial, path)  # a reader never sees half a file
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """The ``summary.json`` a resumed run continues; {} when there is none, an error naming it when it is not one."""
+    try:
+        summary = json.loads(read_bounded(path, SUMMARY_LIMIT))
+    except FileNotFoundError:
+        return {}
+    except (ValueError, UnicodeDecodeError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not a run summary ({error}); move it away to start the summary afresh") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path}: not a run summary (a JSON {type(summary).__name__}, not an object); move it away")
+    return summary
 
 
 class RunSummary(Callback):
@@ -56,7 +72,7 @@ class RunSummary(Callback):
         self.folder = run_dir(trainer)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "summary.json"
-        self.summary = json.loads(path.read_text()) if path.exists() else {}
+        self.summary = read_summary(path)
         device = trainer.strategy.root_device
         self._save(
             model=type(pl_module).__name__,
