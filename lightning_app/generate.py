@@ -11,7 +11,7 @@ from pathlib import Path
 from jsonargparse import CLI
 
 from lightning_app.checkpoints import load_checkpoint
-from lightning_app.checkpoints.ckpt_path import checkpoint_model_class
+from lightning_app.checkpoints.ckpt_path import check_shapes, checkpoint_model_class
 from modules.language_model import LanguageModel
 
 
@@ -31,6 +31,7 @@ def load_language_model(ckpt_path: str, device: str = "cpu", trusted_packages: l
         raise ValueError(f"{ckpt_path} holds a {class_path}, not a language model (modules.Transformer, modules.RNN)")
     # The CLI also records linked values the class does not take (an RNN has no block_size): skip those.
     accepted = inspect.signature(cls.__init__).parameters
+    check_shapes(cls, hparams, checkpoint.get("state_dict") or {}, ckpt_path)  # before anything is allocated
     model = cls(**{key: value for key, value in hparams.items() if key in accepted})
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 import yaml
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_app.checkpoints.files import load_checkpoint, read_bounded
+from lightning_app.checkpoints.files import CorruptCheckpoint, load_checkpoint, newest_whole_checkpoint, read_bounded
 from lightning_app.record.folder import PROJECT, experiment_name, new_run_id
 from lightning_app.record.logger import WANDB_LOGGER, wandb_group
 
@@ -71,8 +72,26 @@ def resolve(parser, config, subcommand: str, linked: tuple[str, ...]):
     resolve_last(own, subcommand, experiment)
     links = {}
     if subcommand in config:  # it parses the config again: first, before anything else is set
-        config, links = restore_hyperparameters(parser, config, subcommand, linked, own.trusted_packages)
+        try:
+            config, links = restore_hyperparameters(parser, config, subcommand, linked, own.trusted_packages)
+        except CorruptCheckpoint as error:
+            if not asked_last:
+                raise
+            own.ckpt_path = fall_back(error, Path(own.ckpt_path), subcommand)
+            config, links = restore_hyperparameters(parser, config, subcommand, linked, own.trusted_packages)
     return config, links, continue_run(config.get(subcommand, config), subcommand, experiment, asked_last)
+
+
+def fall_back(error: CorruptCheckpoint, last: Path, subcommand: str) -> str:
+    """For ``--ckpt_path last`` whose ``last.ckpt`` is corrupt: ``fit`` warns and takes the newest checkpoint of
+    that run whose record verifies; the others fail, naming that checkpoint as the one to pass."""
+    good = newest_whole_checkpoint(last.parent, last)
+    if good is None:
+        raise ValueError(f"{error}; no other checkpoint of that run verifies: start a new run without --ckpt_path last")
+    if subcommand != "fit":
+        raise ValueError(f"{error}; the newest checkpoint of that run that verifies is {good}: pass --ckpt_path {good}")
+    rank_zero_warn(f"--ckpt_path last: {error}; continuing from {good}, the newest checkpoint of that run that verifies")
+    return str(good)
 
 
 def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, ...], trusted: list[str]):
@@ -81,7 +100,8 @@ def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, 
     ckpt_path = config[subcommand].get("ckpt_path")
     if not ckpt_path or ckpt_path in KEYWORDS:
         return config, {}
-    hparams = dict(load_checkpoint(ckpt_path).get("hyper_parameters") or {})
+    checkpoint = load_checkpoint(ckpt_path)
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
     hparams.pop("_instantiator", None)
     saved, given = hparams.pop("_class_path", None), config[subcommand].model.class_path
     given_class = import_class(given)
@@ -97,7 +117,26 @@ def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, 
     init_args = {key: value for key, value in hparams.items() if key in accepted}
     if named := [key for key, value in init_args.items() if _names_a_class(value)]:  # the parser would import it
         raise ValueError(f"{ckpt_path}: the hyperparameters {named} name classes; a checkpoint's must be plain values")
+    check_shapes(given_class, {**init_args, **links}, checkpoint.get("state_dict") or {}, ckpt_path)
     return parser.parse_object({subcommand: {"model": {"class_path": given, "init_args": init_args}}}, config), links
+
+
+def check_shapes(cls: type, hparams: dict[str, Any], state_dict: dict[str, Any], source: str) -> None:
+    """Fails, naming ``source`` and the first differing parameter, when ``cls(**hparams)`` (those it takes)
+    has other parameter shapes than ``state_dict``. The model is built on the ``meta`` device, which
+    allocates nothing: a crafted checkpoint's sizes never reach the memory before they are compared."""
+    accepted = inspect.signature(cls.__init__).parameters
+    with torch.device("meta"):
+        model = cls(**{key: value for key, value in hparams.items() if key in accepted})
+    for name, parameter in model.named_parameters():
+        saved = state_dict.get(name)
+        shape = tuple(saved.shape) if isinstance(saved, torch.Tensor) else None
+        if shape != tuple(parameter.shape):
+            held = f"holds {list(shape)}" if shape is not None else "lacks it"
+            raise ValueError(
+                f"{source}: its hyperparameters build {name} of shape {list(parameter.shape)}, but its state_dict "
+                f"{held}: the checkpoint is inconsistent (crafted or edited); do not use it"
+            )
 
 
 def _names_a_class(value: Any) -> bool:

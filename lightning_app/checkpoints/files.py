@@ -78,6 +78,10 @@ def _stamp(stat: os.stat_result) -> tuple:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose bytes fail their integrity record, or that does not unpickle as tensors and plain data."""
+
+
 class _HashingWriter:
     """The file ``torch.save`` writes through: hashes every byte; keeps the OSError that torch would wrap."""
 
@@ -194,13 +198,28 @@ def _verify(path: Path, file) -> bool:
     if expected != sha256.hexdigest():
         if os.stat(path).st_ino != stat.st_ino:  # rewritten while we read: check the new file
             return False
-        raise ValueError(
+        raise CorruptCheckpoint(
             f"{path} is corrupt: its SHA-256 is {sha256.hexdigest()}, its integrity record {record} says "
             f"{expected}. It was changed after it was written: do not use it "
             "(take another checkpoint of the run, or train again)"
         )
     _checked[str(path.resolve())] = _stamp(stat)
     return True
+
+
+def newest_whole_checkpoint(folder: Path, but: Path) -> Path | None:
+    """The newest ``*.ckpt`` in ``folder`` other than ``but`` whose integrity record verifies (unchecked ones
+    are passed over), or None."""
+    for path in sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if path.name == but.name or not record_path(path).is_file():
+            continue
+        try:
+            with open_regular(path) as file:
+                if _verify(path, file):
+                    return path
+        except (ValueError, OSError):
+            continue
+    return None
 
 
 def load_checkpoint(path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -221,5 +240,5 @@ def load_checkpoint(path, map_location: Any = "cpu") -> dict[str, Any]:
                 lines = str(error).strip().splitlines() or [type(error).__name__]
                 reason = next((line.split("error: ")[-1] for line in lines if "Unsupported global" in line), lines[0])
                 message = f"{path} is not a checkpoint of tensors and plain data, and is not loaded ({reason.strip()})"
-                raise ValueError(message) from error
+                raise CorruptCheckpoint(message) from error
     raise ValueError(f"{path} kept changing while it was read; is a run still writing it?")

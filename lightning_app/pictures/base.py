@@ -143,7 +143,9 @@ def publish(
     return paths
 
 
-HOOKS = ("setup", *(name for name in vars(Callback) if name.startswith("on_")))
+# Hooks that may fail: what runs before training (setup, on_fit_start) checks the callback's arguments,
+# and a wrong one (a prompt outside the vocabulary) should stop the run before it spends anything.
+GUARDED = tuple(name for name in vars(Callback) if name.startswith("on_") and name != "on_fit_start")
 
 
 def plain_text() -> contextlib.AbstractContextManager:
@@ -180,13 +182,13 @@ class PictureCallback(Callback):
     what it needs (``missing`` says what it lacks); otherwise it warns once, in one line, and draws
     nothing. ``active`` holds whether it draws in the stage under way.
 
-    Every hook a subclass defines is wrapped by ``never_fails``: drawing or publishing a picture
-    never fails a run, and text is drawn plain (``plain_text``).
+    Every hook a subclass defines after ``on_fit_start`` is wrapped by ``never_fails``: drawing or
+    publishing a picture never fails a run, and text is drawn plain (``plain_text``).
     """
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        for name in HOOKS:
+        for name in GUARDED:
             if name in vars(cls):
                 setattr(cls, name, never_fails(vars(cls)[name]))
 
@@ -200,7 +202,6 @@ class PictureCallback(Callback):
         """What the model lacks for these pictures, or None."""
         raise NotImplementedError
 
-    @never_fails
     def setup(self, trainer, pl_module, stage: str) -> None:
         lacking = self.missing(pl_module, trainer.datamodule) if stage == self.stage else None
         if lacking is not None:
