@@ -31,7 +31,7 @@ import yaml
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_app.checkpoints.files import CorruptCheckpoint, load_checkpoint, newest_whole_checkpoint, read_bounded
-from lightning_app.record.folder import PROJECT, experiment_name, new_run_id
+from lightning_app.record.folder import PROJECT, check_logger_names, experiment_name, new_run_id
 from lightning_app.record.logger import WANDB_LOGGER, wandb_group
 
 PROJECT_PACKAGES = ("modules",)  # model classes a checkpoint may name without --trusted_packages
@@ -67,6 +67,7 @@ def resolve(parser, config, subcommand: str, linked: tuple[str, ...]):
     folder of a run without a logger (None with one).
     """
     own = config.get(subcommand, config)
+    check_logger_names(own.trainer.logger)
     experiment = experiment_name(own)
     asked_last = own.get("ckpt_path") == "last"
     resolve_last(own, subcommand, experiment)

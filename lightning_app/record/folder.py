@@ -42,6 +42,16 @@ def check_run_name(value: object, argument: str) -> None:
         )
 
 
+def check_logger_names(logger) -> None:
+    """Fails before any file is made when the logger's run id, version, name or project could leave the runs
+    root (``--trainer.logger.init_args.id ../../x`` would lock ``../../x/run.lock``)."""
+    init_args = (logger.get("init_args") or {}) if hasattr(logger, "get") else {}
+    for key in ("id", "version", "name", "project"):
+        value = init_args.get(key)
+        if not isinstance(value, int):  # a version number is a folder name too, and always a safe one
+            check_run_name(value, f"--trainer.logger.init_args.{key}")
+
+
 def experiment_name(config) -> str:
     """The config file's name, or ``<data>-<model>`` without one: the W&B group, and how ``last`` matches runs."""
     if config.get("config"):
