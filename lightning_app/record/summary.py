@@ -65,6 +65,7 @@ class RunSummary(Callback):
         self._started = 0.0
         self._before = 0.0  # training seconds of earlier attempts of a resumed run
         self._finished_epoch: tuple[int, int] | None = None  # (epoch, step) not yet written
+        self._validated_epoch = -1  # the last epoch that ran a validation: the others' val/ values are older ones
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if not trainer.is_global_zero or self.folder is not None:
@@ -107,13 +108,19 @@ class RunSummary(Callback):
         if self.folder is None or self._finished_epoch is None:
             return
         (epoch, step), self._finished_epoch = self._finished_epoch, None
-        metrics = _scalars(trainer.callback_metrics, ("train/", "val/"))
+        # callback_metrics keeps the last validation's values in epochs without one (a run resumed mid-epoch
+        # and stopped before its validation, check_val_every_n_epoch > 1): a line holds this epoch's only.
+        metrics = _scalars(trainer.callback_metrics, ("train/", "val/") if self._validated_epoch == epoch else ("train/",))
         if not metrics:  # e.g. the end of an epoch that a resumed run only closes: its line is written
             return
         record = {"epoch": epoch, "step": step, "time": round(self._training_time(), 3)}
         with open(self.folder / "metrics.jsonl", "a") as file:
             file.write(json.dumps({**record, **metrics}) + "\n")
         self._save(train_seconds=self._training_time(), epochs=epoch + 1, last=metrics)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._write_epoch(trainer)
