@@ -8,6 +8,7 @@ import inspect
 import sys
 from pathlib import Path
 
+import torch
 from jsonargparse import CLI
 
 from lightning_app.checkpoints import load_checkpoint
@@ -68,6 +69,10 @@ def generate(
             raise ValueError(f"--{name} must be {low} or more, got {value}")
     if temperature < 0:
         raise ValueError(f"--temperature must be 0 or more, got {temperature}")
+    if output is not None and (Path(output).is_dir() or not Path(output).parent.is_dir()):
+        raise ValueError(f"--output {output}: give a file in an existing folder (the text is written there)")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     model = load_language_model(ckpt_path, device, trusted_packages)
     samples = model.generate_text(prompt, length, temperature, top_k, seed, num_samples)
     text = "\n---------------\n".join(samples) + "\n"

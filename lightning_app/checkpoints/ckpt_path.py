@@ -30,7 +30,13 @@ import torch
 import yaml
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_app.checkpoints.files import CorruptCheckpoint, load_checkpoint, newest_whole_checkpoint, read_bounded
+from lightning_app.checkpoints.files import (
+    CorruptCheckpoint,
+    load_checkpoint,
+    local_path,
+    newest_whole_checkpoint,
+    read_bounded,
+)
 from lightning_app.record.folder import PROJECT, check_logger_names, experiment_name, new_run_id
 from lightning_app.record.logger import WANDB_LOGGER, wandb_group
 
@@ -40,12 +46,20 @@ CONFIG_LIMIT = 1 << 24  # bytes: a run's config.yaml is a few kB
 
 
 def import_class(class_path: str) -> Any:
+    """The class at ``<module>.<name>``; None when the module has no such name (or there is no module)."""
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name, None) if module else None
 
 
+def check_packages(trusted: list[str]) -> None:
+    """Fails when ``--trusted_packages`` holds something that is not a package name."""
+    if wrong := [package for package in trusted if not str(package).isidentifier()]:
+        raise ValueError(f"--trusted_packages {wrong} are not package names: give names such as [my_models]")
+
+
 def checkpoint_model_class(class_path: str, trusted: list[str], source: str) -> type[L.LightningModule]:
     """The LightningModule class a checkpoint names, imported only from ``modules`` or a trusted package."""
+    check_packages(trusted)
     package = class_path.split(".", 1)[0]
     allowed = (*PROJECT_PACKAGES, *trusted)
     if package not in allowed or "." not in class_path:
@@ -54,9 +68,19 @@ def checkpoint_model_class(class_path: str, trusted: list[str], source: str) -> 
             f"LightningModule classes of the packages {', '.join(allowed)}. If you trust this checkpoint and the "
             f"package {package!r}, allow it with --trusted_packages [{package}]"
         )
-    cls = import_class(class_path)
+    try:
+        cls = import_class(class_path)
+    except ImportError as error:
+        raise ValueError(
+            f"{source} names the model class {class_path!r}, which cannot be imported ({error}): a checkpoint "
+            "names a module and its class, such as modules.MLP"
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
         raise ValueError(f"{source} names {class_path!r}, which is not a LightningModule class")
+    if cls.__module__.split(".", 1)[0] not in allowed:  # a name a module imported: modules.x.L.LightningModule
+        raise ValueError(
+            f"{source} names {class_path!r}, a class of {cls.__module__}, not of the packages {', '.join(allowed)}"
+        )
     return cls
 
 
@@ -68,6 +92,8 @@ def resolve(parser, config, subcommand: str, linked: tuple[str, ...]):
     """
     own = config.get(subcommand, config)
     check_logger_names(own.trainer.logger)
+    check_packages(own.get("trusted_packages") or [])
+    own.ckpt_path = local_path(own.get("ckpt_path"))
     experiment = experiment_name(own)
     asked_last = own.get("ckpt_path") == "last"
     resolve_last(own, subcommand, experiment)

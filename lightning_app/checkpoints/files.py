@@ -23,6 +23,7 @@ import os
 import pickle
 import re
 import stat
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -222,8 +223,19 @@ def newest_whole_checkpoint(folder: Path, but: Path) -> Path | None:
     return None
 
 
+def local_path(path: str | None) -> str | None:
+    """``path`` with a ``file://`` URL of this machine turned into the local path it names."""
+    if path is None or not str(path).startswith("file://"):
+        return path
+    url = urllib.parse.urlsplit(str(path))
+    if url.netloc not in ("", "localhost"):
+        raise ValueError(f"{path}: a file:// URL of another machine ({url.netloc}); copy the file here and pass its path")
+    return urllib.parse.unquote(url.path)
+
+
 def load_checkpoint(path, map_location: Any = "cpu") -> dict[str, Any]:
     """A local checkpoint, checked against its integrity record, unpickled with ``weights_only=True``."""
+    path = local_path(str(path)) if isinstance(path, str) else path
     if not _is_local_file_protocol(path):
         raise ValueError(
             f"{path}: remote checkpoints are not loaded. A checkpoint is a pickle; only local files are "
