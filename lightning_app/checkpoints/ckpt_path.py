@@ -128,6 +128,8 @@ def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, 
     if not ckpt_path or ckpt_path in KEYWORDS:
         return config, {}
     checkpoint = load_checkpoint(ckpt_path)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("hyper_parameters") or {}, dict):
+        raise ValueError(f"{ckpt_path}: not a Lightning checkpoint (no mapping of hyper_parameters)")
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     hparams.pop("_instantiator", None)
     saved, given = hparams.pop("_class_path", None), config[subcommand].model.class_path
@@ -151,7 +153,8 @@ def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, 
 def check_shapes(cls: type, hparams: dict[str, Any], state_dict: dict[str, Any], source: str) -> None:
     """Fails, naming ``source`` and the first differing parameter, when ``cls(**hparams)`` (those it takes)
     has other parameter shapes than ``state_dict``. The model is built on the ``meta`` device, which
-    allocates nothing: a crafted checkpoint's sizes never reach the memory before they are compared."""
+    allocates nothing: a crafted checkpoint's sizes never reach the memory before they are compared.
+    A parameter holding NaN or infinity fails too: such a model predicts nothing, silently."""
     accepted = inspect.signature(cls.__init__).parameters
     with torch.device("meta"):
         model = cls(**{key: value for key, value in hparams.items() if key in accepted})
@@ -163,6 +166,11 @@ def check_shapes(cls: type, hparams: dict[str, Any], state_dict: dict[str, Any],
             raise ValueError(
                 f"{source}: its hyperparameters build {name} of shape {list(parameter.shape)}, but its state_dict "
                 f"{held}: the checkpoint is inconsistent (crafted or edited); do not use it"
+            )
+        if saved.is_floating_point() and not bool(torch.isfinite(saved).all()):
+            raise ValueError(
+                f"{source}: its parameter {name} holds NaN or infinite values; the run that wrote it diverged: "
+                "take an earlier checkpoint of that run"
             )
 
 

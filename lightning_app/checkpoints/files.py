@@ -167,9 +167,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def _recorded_digest(record: bytes) -> str | None:
     """The lower-case SHA-256 of a record's first line as ``sha256sum -c`` reads it (``<hex>  <name>``,
-    ``<hex> *<name>`` for binary mode, hex of either case); None without one."""
-    line = record.split(b"\n", 1)[0].decode("ascii", errors="replace")
-    match = re.match(r"\\?([0-9a-fA-F]{64})( [ *]|$)", line)
+    ``<hex> *<name>`` for binary mode, ``SHA256 (<name>) = <hex>`` as ``--tag`` writes; either hex case);
+    None without one."""
+    line = record.split(b"\n", 1)[0].decode("ascii", errors="replace").rstrip("\r")
+    match = re.match(r"\\?([0-9a-fA-F]{64})( [ *]|$)", line) or re.fullmatch(r"SHA256 \(.*\) = ([0-9a-fA-F]{64})", line)
     return match[1].lower() if match else None
 
 

@@ -25,6 +25,26 @@ def test_a_checkpoint_asking_for_huge_layers_is_refused_before_they_are_allocate
 BY_STEP = ["--checkpoint.monitor", "step", "--checkpoint.mode", "max"]  # the top-1 checkpoint is the newest epoch's
 
 
+def crafted(source: Path, folder: Path, change) -> Path:
+    """A copy of ``source`` changed by ``change(checkpoint)``, with a valid record: the lie is inside."""
+    checkpoint = torch.load(source, weights_only=True)
+    change(checkpoint)
+    AtomicCheckpointIO().save_checkpoint(checkpoint, folder / "crafted.ckpt")
+    return folder / "crafted.ckpt"
+
+
+def test_a_checkpoint_with_a_nan_weight_is_refused_naming_it(mlp_checkpoint, in_tmp):  # noqa: F811
+    path = crafted(mlp_checkpoint, in_tmp, lambda c: c["state_dict"]["net.1.weight"].view(-1)[7].fill_(float("nan")))
+    with pytest.raises(ValueError, match=f"{path}: its parameter net.1.weight holds NaN or infinite values"):
+        main(["test", *DIGITS, "--ckpt_path", str(path)])
+
+
+def test_hyperparameters_that_are_not_a_mapping_are_named(mlp_checkpoint, in_tmp):  # noqa: F811
+    path = crafted(mlp_checkpoint, in_tmp, lambda c: c.update(hyper_parameters=[1, 2]))
+    with pytest.raises(ValueError, match=f"{path}: not a Lightning checkpoint"):
+        main(["test", *DIGITS, "--ckpt_path", str(path)])
+
+
 @pytest.fixture
 def corrupt_last(in_tmp) -> tuple[Path, Path]:
     """A two-epoch run whose last.ckpt then has a byte flipped; returns it and the run's other checkpoint."""

@@ -53,7 +53,7 @@ def test_a_huge_record_is_not_read_whole(checkpoint):
         load_checkpoint(checkpoint)
 
 
-@pytest.mark.parametrize("line", ["{}  last.ckpt\n", "{} *last.ckpt\n", "{}\n"])
+@pytest.mark.parametrize("line", ["{}  last.ckpt\n", "{} *last.ckpt\r\n", "{}\n", "SHA256 (last.ckpt) = {}\n"])
 def test_records_that_sha256sum_accepts_are_checked(line, checkpoint, recwarn):
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     record_path(checkpoint).write_text(line.format(digest.upper()))
