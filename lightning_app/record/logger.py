@@ -17,6 +17,7 @@ from lightning_app.record.folder import run_dir
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 LAUNCH_INPUTS = "wandb.sdk.launch.inputs.internal"  # where W&B Launch keeps the job inputs staged for a run
+WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")  # what wandb.init accepts
 CONFIG_NAME = "lightning_config.yaml"  # W&B writes its own config.yaml into the run's files
 
 
@@ -38,6 +39,8 @@ def wandb_offline(save_dir: str | None = None, timeout: float = 5.0) -> bool:
     """
     mode = os.environ.get("WANDB_MODE")
     if mode:
+        if mode not in WANDB_MODES:
+            raise ValueError(f"WANDB_MODE={mode!r} is not a W&B mode: set it to one of {', '.join(WANDB_MODES)}, or unset it")
         return mode in ("offline", "dryrun", "disabled")
     if not _has_key():
         return True
@@ -47,7 +50,8 @@ def wandb_offline(save_dir: str | None = None, timeout: float = 5.0) -> bool:
     except urllib.error.HTTPError:
         return False  # an answer, if not a welcome one: the server is there
     except (OSError, ValueError) as error:  # URLError, a timeout, a refused connection, a URL that is not one
-        offline_runs = Path(os.environ.get("WANDB_DIR") or save_dir or ".") / "wandb" / "offline-run-*"
+        # The logger gives W&B its save_dir, which wins over WANDB_DIR.
+        offline_runs = Path(save_dir or os.environ.get("WANDB_DIR") or ".") / "wandb" / "offline-run-*"
         rank_zero_warn(
             f"W&B: {url} is not reachable or did not answer within {timeout:g} s ({getattr(error, 'reason', error)}); "
             "this run logs offline as with WANDB_MODE=offline (set WANDB_MODE=offline to skip this check); upload it later "

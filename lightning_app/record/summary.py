@@ -74,6 +74,9 @@ class RunSummary(Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "summary.json"
         self.summary = read_summary(path)
+        metrics = self.folder / "metrics.jsonl"
+        if metrics.exists() and not metrics.is_file():  # found now, not when the first epoch ends
+            raise ValueError(f"{metrics} is not a regular file, and each epoch appends a line to it: move it away")
         device = trainer.strategy.root_device
         self._save(
             model=type(pl_module).__name__,

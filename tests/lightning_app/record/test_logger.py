@@ -120,3 +120,9 @@ def test_any_http_answer_means_reachable(wandb_key, monkeypatch):
         monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_port}")
         assert not wandb_offline("runs", timeout=5.0)
         server.shutdown()
+
+
+def test_a_wandb_mode_that_is_not_one_is_named(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "bogus")
+    with pytest.raises(ValueError, match=r"WANDB_MODE='bogus' is not a W&B mode: set it to one of online, offline"):
+        wandb_offline("runs")
