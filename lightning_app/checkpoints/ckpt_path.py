@@ -93,7 +93,8 @@ def resolve(parser, config, subcommand: str, linked: tuple[str, ...]):
     own = config.get(subcommand, config)
     check_logger_names(own.trainer.logger)
     check_packages(own.get("trusted_packages") or [])
-    own.ckpt_path = local_path(own.get("ckpt_path"))
+    if own.get("ckpt_path"):
+        own.ckpt_path = local_path(own.ckpt_path)
     experiment = experiment_name(own)
     asked_last = own.get("ckpt_path") == "last"
     resolve_last(own, subcommand, experiment)
