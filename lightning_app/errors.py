@@ -5,7 +5,7 @@ import re
 import torch
 from lightning.pytorch.cli import LightningArgumentParser
 
-from lightning_app.checkpoints.ckpt_path import import_class
+from lightning_app.checkpoints.model_class import import_class
 
 UNION = "Does not validate against any of the Union subtypes"
 NOISE = ("Given value", "Subtypes:", "Errors:", "- Expected a <class 'NoneType'>")  # lines every union error holds

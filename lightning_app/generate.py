@@ -12,7 +12,7 @@ import torch
 from jsonargparse import CLI
 
 from lightning_app.checkpoints import load_checkpoint
-from lightning_app.checkpoints.ckpt_path import check_shapes, checkpoint_model_class
+from lightning_app.checkpoints.model_class import check_shapes, checkpoint_model_class
 from modules.language_model import LanguageModel
 
 
