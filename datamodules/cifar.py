@@ -21,6 +21,7 @@ from torch import Tensor
 from datamodules.augment import augment_generator, cutout, random_crop_flip, training_batch_index
 from datamodules.base import ImageDataModule, data_folder
 from datamodules.download import download, md5sum
+from lightning_app.checkpoints.files import read_bounded
 
 PIXELS = 3 * 32 * 32
 LONGEST_NAMES = 1 << 16  # bytes: a names file is a few hundred; anything longer is not one
@@ -182,8 +183,8 @@ class CIFAR10(ImageDataModule):
         """The lines of the names file, from the extracted folder when it is there, else from the archive;
         None when neither holds one of ``num_classes`` names."""
         extracted, archive = self.data_dir / self.folder / self.names_file, self.data_dir / self.archive
-        if extracted.is_file() and extracted.stat().st_size <= LONGEST_NAMES:
-            text = extracted.read_bytes()
+        if extracted.exists():
+            text = read_bounded(extracted, LONGEST_NAMES)  # a folder, a device or a huge file is an error naming it
         elif archive.is_file():
             text = read_member(archive, f"{self.folder}/{self.names_file}") or b""
         else:

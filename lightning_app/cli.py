@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.checkpoints import FaultTolerance, ModelCheckpointLast, ckpt_path
 from lightning_app.defaults import TimedProgressBar, compile_model, fuse, warn_if_bf16_is_slow
+from lightning_app.errors import UsefulErrorParser, check_optimizer
 from lightning_app.pictures import Pictures, default_pictures
 from lightning_app.record import PROJECT, WANDB_LOGGER, RunLock, RunSummary, SaveRunConfig, experiment_name, name_wandb_run
 from lightning_app.record.logger import skip_unused_launch_inputs
@@ -42,6 +43,7 @@ class AppCLI(LightningCLI):
             save_config_callback=SaveRunConfig,
             save_config_kwargs={"save_to_log_dir": False},
             trainer_defaults=TRAINER_DEFAULTS,
+            parser_class=UsefulErrorParser,
             args=args,
             run=run,
         )
@@ -103,6 +105,7 @@ class AppCLI(LightningCLI):
         subcommand = str(self.subcommand)
         config = self.config.get(subcommand, self.config)
         check_compatible(ckpt_path.import_class(config.model.class_path), ckpt_path.import_class(config.data.class_path))
+        check_optimizer(config)
         self.config, self.checkpoint_links, self.run_folder = ckpt_path.resolve(self.parser, self.config, subcommand, LINKED)
         config = self.config.get(subcommand, self.config)
         name_wandb_run(config, experiment_name(config), subcommand)

@@ -8,10 +8,11 @@ import inspect
 import sys
 from pathlib import Path
 
+import torch
 from jsonargparse import CLI
 
 from lightning_app.checkpoints import load_checkpoint
-from lightning_app.checkpoints.ckpt_path import checkpoint_model_class
+from lightning_app.checkpoints.model_class import check_shapes, checkpoint_model_class
 from modules.language_model import LanguageModel
 
 
@@ -31,6 +32,7 @@ def load_language_model(ckpt_path: str, device: str = "cpu", trusted_packages: l
         raise ValueError(f"{ckpt_path} holds a {class_path}, not a language model (modules.Transformer, modules.RNN)")
     # The CLI also records linked values the class does not take (an RNN has no block_size): skip those.
     accepted = inspect.signature(cls.__init__).parameters
+    check_shapes(cls, hparams, checkpoint.get("state_dict") or {}, ckpt_path)  # before anything is allocated
     model = cls(**{key: value for key, value in hparams.items() if key in accepted})
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()
@@ -67,6 +69,10 @@ def generate(
             raise ValueError(f"--{name} must be {low} or more, got {value}")
     if temperature < 0:
         raise ValueError(f"--temperature must be 0 or more, got {temperature}")
+    if output is not None and (Path(output).is_dir() or not Path(output).parent.is_dir()):
+        raise ValueError(f"--output {output}: give a file in an existing folder (the text is written there)")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     model = load_language_model(ckpt_path, device, trusted_packages)
     samples = model.generate_text(prompt, length, temperature, top_k, seed, num_samples)
     text = "\n---------------\n".join(samples) + "\n"

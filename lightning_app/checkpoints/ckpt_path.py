@@ -20,7 +20,6 @@ Which folder: a ``fit`` given a checkpoint inside a run folder continues that ru
 id (``resume="allow"``), so its curves continue, or without a logger the same folder.
 """
 
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any
@@ -29,33 +28,19 @@ import lightning as L
 import yaml
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_app.checkpoints.files import load_checkpoint
-from lightning_app.record.folder import PROJECT, experiment_name, new_run_id
+from lightning_app.checkpoints.files import (
+    CorruptCheckpoint,
+    load_checkpoint,
+    local_path,
+    newest_whole_checkpoint,
+    read_bounded,
+)
+from lightning_app.checkpoints.model_class import check_packages, check_shapes, checkpoint_model_class, import_class
+from lightning_app.record.folder import PROJECT, check_logger_names, experiment_name, new_run_id
 from lightning_app.record.logger import WANDB_LOGGER, wandb_group
 
-PROJECT_PACKAGES = ("modules",)  # model classes a checkpoint may name without --trusted_packages
 KEYWORDS = ("best", "hpc", "last")  # paths Lightning resolves itself
-
-
-def import_class(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name, None) if module else None
-
-
-def checkpoint_model_class(class_path: str, trusted: list[str], source: str) -> type[L.LightningModule]:
-    """The LightningModule class a checkpoint names, imported only from ``modules`` or a trusted package."""
-    package = class_path.split(".", 1)[0]
-    allowed = (*PROJECT_PACKAGES, *trusted)
-    if package not in allowed or "." not in class_path:
-        raise ValueError(
-            f"{source} names the model class {class_path!r}, which is not imported: a checkpoint may only name "
-            f"LightningModule classes of the packages {', '.join(allowed)}. If you trust this checkpoint and the "
-            f"package {package!r}, allow it with --trusted_packages [{package}]"
-        )
-    cls = import_class(class_path)
-    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
-        raise ValueError(f"{source} names {class_path!r}, which is not a LightningModule class")
-    return cls
+CONFIG_LIMIT = 1 << 24  # bytes: a run's config.yaml is a few kB
 
 
 def resolve(parser, config, subcommand: str, linked: tuple[str, ...]):
@@ -65,13 +50,35 @@ def resolve(parser, config, subcommand: str, linked: tuple[str, ...]):
     folder of a run without a logger (None with one).
     """
     own = config.get(subcommand, config)
+    check_logger_names(own.trainer.logger)
+    check_packages(own.get("trusted_packages") or [])
+    if own.get("ckpt_path"):
+        own.ckpt_path = local_path(own.ckpt_path)
     experiment = experiment_name(own)
     asked_last = own.get("ckpt_path") == "last"
     resolve_last(own, subcommand, experiment)
     links = {}
     if subcommand in config:  # it parses the config again: first, before anything else is set
-        config, links = restore_hyperparameters(parser, config, subcommand, linked, own.trusted_packages)
+        try:
+            config, links = restore_hyperparameters(parser, config, subcommand, linked, own.trusted_packages)
+        except CorruptCheckpoint as error:
+            if not asked_last:
+                raise
+            own.ckpt_path = fall_back(error, Path(own.ckpt_path), subcommand)
+            config, links = restore_hyperparameters(parser, config, subcommand, linked, own.trusted_packages)
     return config, links, continue_run(config.get(subcommand, config), subcommand, experiment, asked_last)
+
+
+def fall_back(error: CorruptCheckpoint, last: Path, subcommand: str) -> str:
+    """For ``--ckpt_path last`` whose ``last.ckpt`` is corrupt: ``fit`` warns and takes the newest checkpoint of
+    that run whose record verifies; the others fail, naming that checkpoint as the one to pass."""
+    good = newest_whole_checkpoint(last.parent, last)
+    if good is None:
+        raise ValueError(f"{error}; no other checkpoint of that run verifies: start a new run without --ckpt_path last")
+    if subcommand != "fit":
+        raise ValueError(f"{error}; the newest checkpoint of that run that verifies is {good}: pass --ckpt_path {good}")
+    rank_zero_warn(f"--ckpt_path last: {error}; continuing from {good}, the newest checkpoint of that run that verifies")
+    return str(good)
 
 
 def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, ...], trusted: list[str]):
@@ -80,7 +87,10 @@ def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, 
     ckpt_path = config[subcommand].get("ckpt_path")
     if not ckpt_path or ckpt_path in KEYWORDS:
         return config, {}
-    hparams = dict(load_checkpoint(ckpt_path).get("hyper_parameters") or {})
+    checkpoint = load_checkpoint(ckpt_path)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("hyper_parameters") or {}, dict):
+        raise ValueError(f"{ckpt_path}: not a Lightning checkpoint (no mapping of hyper_parameters)")
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
     hparams.pop("_instantiator", None)
     saved, given = hparams.pop("_class_path", None), config[subcommand].model.class_path
     given_class = import_class(given)
@@ -96,6 +106,7 @@ def restore_hyperparameters(parser, config, subcommand: str, linked: tuple[str, 
     init_args = {key: value for key, value in hparams.items() if key in accepted}
     if named := [key for key, value in init_args.items() if _names_a_class(value)]:  # the parser would import it
         raise ValueError(f"{ckpt_path}: the hyperparameters {named} name classes; a checkpoint's must be plain values")
+    check_shapes(given_class, {**init_args, **links}, checkpoint.get("state_dict") or {}, ckpt_path)
     return parser.parse_object({subcommand: {"model": {"class_path": given, "init_args": init_args}}}, config), links
 
 
@@ -122,9 +133,16 @@ def check_linked(model: L.LightningModule, links: dict[str, Any], ckpt_path: str
 
 def _same_experiment(run_config: Path, model: str, data: str, group: str | None) -> bool:
     try:
-        config = yaml.safe_load(run_config.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return False
+        config = yaml.safe_load(read_bounded(run_config, CONFIG_LIMIT)) or {}
+    except FileNotFoundError:
+        return False  # not a run folder
+    except (ValueError, yaml.YAMLError) as error:  # a UnicodeDecodeError is a ValueError
+        raise ValueError(
+            f"--ckpt_path last: {run_config} is not a run's config ({error}); move that run folder away, "
+            "or pass the path of a checkpoint"
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"--ckpt_path last: {run_config} is not a run's config (not a mapping); move that run folder away")
     fit = config.get("fit", config)  # a config saved without the subcommand level
     logger = (fit.get("trainer") or {}).get("logger") or {}
     return (

@@ -82,6 +82,7 @@ class FaultTolerance(Callback):
         self._saved_step = -1
         self._module = None
         self._sigint = False  # Ctrl-C pressed during training
+        self._batch_checked = False
         self._previous_sigint = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -176,7 +177,32 @@ class FaultTolerance(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restore = state_dict or None
 
+    def _check_batch(self, trainer, pl_module, batch: Any) -> None:
+        """On the first batch of a ``64-true`` run: its floating tensors must be float64 like the weights.
+        Lightning converts the loader's floats, but a data module that makes its floats later (normalising
+        uint8 images in ``on_after_batch_transfer``) hands float32 to a float64 model."""
+        if self._batch_checked or trainer.precision != "64-true":
+            return
+        self._batch_checked = True
+        dtypes = {leaf.dtype for leaf in torch.utils._pytree.tree_leaves(batch) if isinstance(leaf, torch.Tensor)}
+        if found := sorted(str(d) for d in dtypes if d.is_floating_point and d != torch.float64):
+            data = type(trainer.datamodule).__name__
+            raise ValueError(
+                f"--trainer.precision 64-true: {data} gives {', '.join(found)} batches to a float64 model; "
+                "this data module runs in 32-true (the default) or a mixed precision, not 64-true"
+            )
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_batch(trainer, pl_module, batch)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_batch(trainer, pl_module, batch)
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._check_batch(trainer, pl_module, batch)
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._check_batch(trainer, pl_module, batch)
         # The first batch after a restore: later than the module's on_train_start (which resets its
         # best-so-far metric); on_train_epoch_start does not run when a run resumes mid-epoch.
         state, self._restore = self._restore, None

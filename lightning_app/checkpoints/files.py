@@ -22,6 +22,8 @@ import hashlib
 import os
 import pickle
 import re
+import stat
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,41 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 PARTIAL_SUFFIX = ".part"  # not `.ckpt`, so a half-written file is never taken for a checkpoint
 RECORD_SUFFIX = ".sha256"
+RECORD_LIMIT = 1 << 12  # bytes: a record is one line of a digest and a file name
 _checked: dict[str, tuple] = {}  # path -> (device, inode, size, mtime) of the file there known to be whole
+
+
+def open_regular(path: str | Path):
+    """``path`` opened for binary reading if it is a regular file (links followed); else a ``ValueError``
+    naming it (missing: ``FileNotFoundError``). A FIFO is never waited on, a device never read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO returns at once
+    except FileNotFoundError:
+        raise
+    except OSError as error:  # a link loop, no permission
+        raise ValueError(f"{path} cannot be opened ({error.strerror}); replace it with a regular file") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise ValueError(f"{path} is {kind}, not a regular file: it is not read; give a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_bounded(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path`` (links followed), at most ``limit`` of them.
+
+    A file the project reads beside a checkpoint or in a run folder may be anything: a link to
+    ``/dev/zero`` (read whole, it fills the memory), a FIFO (open blocks until a writer comes), a
+    folder, a sparse file of gigabytes. Missing: ``FileNotFoundError``; anything else that is not a
+    regular file of at most ``limit`` bytes: a ``ValueError`` naming the file.
+    """
+    with open_regular(path) as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes, far more than such a file holds: it is not read")
+    return data
 
 
 def record_path(path: str | Path) -> Path:
@@ -41,6 +77,10 @@ def record_path(path: str | Path) -> Path:
 
 def _stamp(stat: os.stat_result) -> tuple:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose bytes fail their integrity record, or that does not unpickle as tensors and plain data."""
 
 
 class _HashingWriter:
@@ -125,6 +165,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             record_path(path).unlink(missing_ok=True)
 
 
+def _recorded_digest(record: bytes) -> str | None:
+    """The lower-case SHA-256 of a record's first line as ``sha256sum -c`` reads it (``<hex>  <name>``,
+    ``<hex> *<name>`` for binary mode, ``SHA256 (<name>) = <hex>`` as ``--tag`` writes; either hex case);
+    None without one."""
+    line = record.split(b"\n", 1)[0].decode("ascii", errors="replace").rstrip("\r")
+    match = re.match(r"\\?([0-9a-fA-F]{64})( [ *]|$)", line) or re.fullmatch(r"SHA256 \(.*\) = ([0-9a-fA-F]{64})", line)
+    return match[1].lower() if match else None
+
+
 def _verify(path: Path, file) -> bool:
     """Checks the open ``file`` against ``path``'s record; False when ``path`` was replaced meanwhile."""
     stat = os.fstat(file.fileno())
@@ -132,11 +181,13 @@ def _verify(path: Path, file) -> bool:
         return True
     record = record_path(path.resolve())
     try:
-        expected = record.read_text(errors="replace").split()
+        expected = _recorded_digest(read_bounded(record, RECORD_LIMIT))
     except FileNotFoundError:
         rank_zero_warn(f"{path} has no integrity record ({record.name}): it is loaded unchecked")
         return True
-    if not expected or not re.fullmatch("[0-9a-f]{64}", expected[0]):
+    except ValueError as error:  # a folder, a device, a link to /dev/zero: never a record that power cuts leave
+        raise ValueError(f"{path}: its integrity record is unusable: {error}") from None
+    if expected is None:
         rank_zero_warn(
             f"{path}: its integrity record {record.name} holds no SHA-256 (empty or cut short, as a power cut "
             "before it reached the disk leaves it): it is loaded unchecked"
@@ -146,20 +197,46 @@ def _verify(path: Path, file) -> bool:
     while block := file.read(1 << 20):
         sha256.update(block)
     file.seek(0)
-    if expected[:1] != [sha256.hexdigest()]:
+    if expected != sha256.hexdigest():
         if os.stat(path).st_ino != stat.st_ino:  # rewritten while we read: check the new file
             return False
-        raise ValueError(
+        raise CorruptCheckpoint(
             f"{path} is corrupt: its SHA-256 is {sha256.hexdigest()}, its integrity record {record} says "
-            f"{expected[0]}. It was changed after it was written: do not use it "
+            f"{expected}. It was changed after it was written: do not use it "
             "(take another checkpoint of the run, or train again)"
         )
     _checked[str(path.resolve())] = _stamp(stat)
     return True
 
 
+def newest_whole_checkpoint(folder: Path, but: Path) -> Path | None:
+    """The newest ``*.ckpt`` in ``folder`` other than ``but`` whose integrity record verifies (unchecked ones
+    are passed over), or None."""
+    for path in sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if path.name == but.name or not record_path(path).is_file():
+            continue
+        try:
+            with open_regular(path) as file:
+                if _verify(path, file):
+                    return path
+        except (ValueError, OSError):
+            continue
+    return None
+
+
+def local_path(path: str | None) -> str | None:
+    """``path`` with a ``file://`` URL of this machine turned into the local path it names."""
+    if path is None or not str(path).startswith("file://"):
+        return path
+    url = urllib.parse.urlsplit(str(path))
+    if url.netloc not in ("", "localhost"):
+        raise ValueError(f"{path}: a file:// URL of another machine ({url.netloc}); copy the file here and pass its path")
+    return urllib.parse.unquote(url.path)
+
+
 def load_checkpoint(path, map_location: Any = "cpu") -> dict[str, Any]:
     """A local checkpoint, checked against its integrity record, unpickled with ``weights_only=True``."""
+    path = local_path(str(path)) if isinstance(path, str) else path
     if not _is_local_file_protocol(path):
         raise ValueError(
             f"{path}: remote checkpoints are not loaded. A checkpoint is a pickle; only local files are "
@@ -167,7 +244,7 @@ def load_checkpoint(path, map_location: Any = "cpu") -> dict[str, Any]:
             "source you trust and pass the local path"
         )
     for _ in range(3):
-        with open(path, "rb") as file:
+        with open_regular(path) as file:
             if not _verify(Path(path), file):
                 continue
             try:
@@ -176,5 +253,5 @@ def load_checkpoint(path, map_location: Any = "cpu") -> dict[str, Any]:
                 lines = str(error).strip().splitlines() or [type(error).__name__]
                 reason = next((line.split("error: ")[-1] for line in lines if "Unsupported global" in line), lines[0])
                 message = f"{path} is not a checkpoint of tensors and plain data, and is not loaded ({reason.strip()})"
-                raise ValueError(message) from error
+                raise CorruptCheckpoint(message) from error
     raise ValueError(f"{path} kept changing while it was read; is a run still writing it?")

@@ -9,8 +9,10 @@ it (a reader never sees half a file), logs them to W&B under the same ``key`` wh
 
 import contextlib
 import csv
+import functools
 import io
 import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +73,21 @@ def data_statistics(trainer) -> tuple[tuple[float, ...] | None, tuple[float, ...
     return getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
 
 
+LONGEST_LABEL = 24  # characters of a class name drawn before it is cut with "…"
+
+
+def label(name: object) -> str:
+    """``name`` as one short line of plain text: control characters become "?", and past
+    ``LONGEST_LABEL`` characters it is cut with "…" (a names file may hold anything)."""
+    text = "".join("?" if unicodedata.category(c).startswith("C") else c for c in str(name))
+    return text if len(text) <= LONGEST_LABEL else text[: LONGEST_LABEL - 1] + "…"
+
+
 def class_names(datamodule, num_classes: int) -> list[str]:
-    """The data module's ``class_names`` when it has ``num_classes`` of them, else "0", "1", ..."""
+    """The data module's ``class_names`` (as ``label`` writes them) when it has ``num_classes`` of them, else "0", "1", ..."""
     names = getattr(datamodule, "class_names", None)
     if names is not None and len(names) == num_classes:
-        return [str(name) for name in names]
+        return [label(name) for name in names]
     return [str(i) for i in range(num_classes)]
 
 
@@ -131,10 +143,54 @@ def publish(
     return paths
 
 
+# Hooks that may fail: what runs before training (setup, on_fit_start) checks the callback's arguments,
+# and a wrong one (a prompt outside the vocabulary) should stop the run before it spends anything.
+GUARDED = tuple(name for name in vars(Callback) if name.startswith("on_") and name != "on_fit_start")
+
+
+def plain_text() -> contextlib.AbstractContextManager:
+    """A context in which text is drawn as it is: no mathtext (a class name ``$\\foo$`` is an error
+    there), no LaTeX even where a matplotlibrc asks for it."""
+    import matplotlib  # here, not at the top: a run that draws nothing never imports it
+
+    return matplotlib.rc_context({"text.parse_math": False, "text.usetex": False})
+
+
+def never_fails(hook):
+    """``hook`` of a picture callback whose failure is a warning naming the callback and the reason; the
+    callback then draws nothing more in this stage, and the run goes on to its metrics and checkpoints."""
+
+    @functools.wraps(hook)
+    def guarded(self, *args, **kwargs):
+        drawing = self.active and "batch" not in hook.__name__  # per-batch hooks only collect
+        try:
+            with plain_text() if drawing else contextlib.nullcontext():
+                return hook(self, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001  a picture is never worth a run; a stop (BaseException) passes
+            self.active = False
+            reason = str(error).strip().splitlines()[-1:] or [""]
+            rank_zero_warn(
+                f"{type(self).__name__}: no pictures after {hook.__name__} failed ({type(error).__name__}: "
+                f"{reason[0][:300]}); the run goes on without them"
+            )
+
+    return guarded
+
+
 class PictureCallback(Callback):
     """A callback that draws in one trainer stage (``stage``: "fit" or "test") when the model has
     what it needs (``missing`` says what it lacks); otherwise it warns once, in one line, and draws
-    nothing. ``active`` holds whether it draws in the stage under way."""
+    nothing. ``active`` holds whether it draws in the stage under way.
+
+    Every hook a subclass defines after ``on_fit_start`` is wrapped by ``never_fails``: drawing or
+    publishing a picture never fails a run, and text is drawn plain (``plain_text``).
+    """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in GUARDED:
+            if name in vars(cls):
+                setattr(cls, name, never_fails(vars(cls)[name]))
 
     stage = "fit"
     nothing = "no pictures"  # the end of the warning: what such a model does not get

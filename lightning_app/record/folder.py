@@ -16,6 +16,7 @@ the next one. Only global rank 0 locks; the other ranks of a DDP run write nothi
 
 import fcntl
 import os
+import re
 import secrets
 import socket
 import time
@@ -27,6 +28,28 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 PROJECT = "lightning_app"  # the W&B project, and the folder under the runs root that holds the run folders
 LOCK_NAME = "run.lock"
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a folder name: no separator, no leading dot (`..`)
+
+
+def check_run_name(value: object, argument: str) -> None:
+    """Fails when ``value``, a run id or name that becomes a folder name, could leave the runs root."""
+    if value is not None and not (isinstance(value, str) and len(value) <= 128 and RUN_NAME.fullmatch(value)):
+        raise ValueError(
+            f"{argument} {value!r} is not a run name: use letters, digits, `_`, `.` and `-` only (not starting "
+            "with `.` or `-`), at most 128 characters; it names the run's folder"
+        )
+
+
+def check_logger_names(logger) -> None:
+    """Fails before any file is made when the logger's run id, version, name or project could leave the runs
+    root (``--trainer.logger.init_args.id ../../x`` would lock ``../../x/run.lock``)."""
+    init_args = (logger.get("init_args") or {}) if hasattr(logger, "get") else {}
+    for key in ("id", "version", "name", "project"):
+        value = init_args.get(key)
+        if not isinstance(value, int):  # a version number is a folder name too, and always a safe one
+            check_run_name(value, f"--trainer.logger.init_args.{key}")
 
 
 def experiment_name(config) -> str:

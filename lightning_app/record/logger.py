@@ -4,10 +4,10 @@ and none of W&B's console capture or system-metric sampling unless asked for (``
 import functools
 import netrc
 import os
-import socket
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
@@ -19,6 +19,7 @@ from lightning_app.record.folder import run_dir
 
 WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
 LAUNCH_INPUTS = "wandb.sdk.launch.inputs.internal"  # where W&B Launch keeps the job inputs staged for a run
+WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")  # what wandb.init accepts
 CONFIG_NAME = "lightning_config.yaml"  # W&B writes its own config.yaml into the run's files
 
 
@@ -31,25 +32,32 @@ def _has_key() -> bool:
         return False
 
 
-def wandb_offline(timeout: float = 5.0) -> bool:
-    """True unless W&B can log in without asking and reach its server: ``WANDB_MODE`` wins.
+def wandb_offline(save_dir: str | None = None, timeout: float = 5.0) -> bool:
+    """True unless W&B can log in without asking and its server answers: ``WANDB_MODE`` wins.
 
-    With a key but no route to the server, ``wandb.init`` retries for about two minutes and then
-    fails; a TCP connection tried first (``timeout`` seconds) sends such a run offline at once.
+    With a key but no answer from the server, ``wandb.init`` retries for about two minutes and then
+    fails. So one HTTP request (``timeout`` seconds, any HTTP answer counts) is tried first: a server
+    that cannot be reached, or accepts the connection and never answers, sends the run offline at once.
     """
     mode = os.environ.get("WANDB_MODE")
     if mode:
+        if mode not in WANDB_MODES:
+            raise ValueError(f"WANDB_MODE={mode!r} is not a W&B mode: set it to one of {', '.join(WANDB_MODES)}, or unset it")
         return mode in ("offline", "dryrun", "disabled")
     if not _has_key():
         return True
-    url = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    port = url.port or (443 if url.scheme == "https" else 80)
+    url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
     try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-    except OSError as error:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return False  # an answer, if not a welcome one: the server is there
+    except (OSError, ValueError) as error:  # URLError, a timeout, a refused connection, a URL that is not one
+        # The logger gives W&B its save_dir, which wins over WANDB_DIR.
+        offline_runs = Path(save_dir or os.environ.get("WANDB_DIR") or ".") / "wandb" / "offline-run-*"
         rank_zero_warn(
-            f"W&B: {url.hostname}:{port} is not reachable ({error}); this run logs offline as with WANDB_MODE=offline "
-            "(set WANDB_MODE=offline to skip this check); upload it later with `wandb sync runs/wandb/offline-run-*`"
+            f"W&B: {url} is not reachable or did not answer within {timeout:g} s ({getattr(error, 'reason', error)}); "
+            "this run logs offline as with WANDB_MODE=offline (set WANDB_MODE=offline to skip this check); upload it later "
+            f"with `wandb sync {offline_runs}`"
         )
         return True
     return False
@@ -112,7 +120,7 @@ def name_wandb_run(config, experiment: str, subcommand: str) -> None:
     data = config.data.class_path.rsplit(".", 1)[-1]
     init_args = logger.init_args
     init_args.name = init_args.name or f"{experiment}-{subcommand}"
-    init_args.offline = init_args.offline or wandb_offline()
+    init_args.offline = init_args.offline or wandb_offline(init_args.save_dir)
     group = wandb_group(logger, experiment)  # the group `--ckpt_path last` looks in
     given = logger.get("dict_kwargs", {})
     settings = {**wandb_settings(config.wandb_capture), **given.get("settings", {})}

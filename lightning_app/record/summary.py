@@ -23,7 +23,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_app.checkpoints.faults import Stopped
+from lightning_app.checkpoints.files import read_bounded
 from lightning_app.record.folder import run_dir
+
+SUMMARY_LIMIT = 1 << 24  # bytes: a summary is a few kB; its file list grows with the pictures, never to this
 
 
 def _scalars(metrics: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, float]:
@@ -40,6 +43,19 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(partial, path)  # a reader never sees half a file
 
 
+def read_summary(path: Path) -> dict[str, Any]:
+    """The ``summary.json`` a resumed run continues; {} when there is none, an error naming it when it is not one."""
+    try:
+        summary = json.loads(read_bounded(path, SUMMARY_LIMIT))
+    except FileNotFoundError:
+        return {}
+    except (ValueError, UnicodeDecodeError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not a run summary ({error}); move it away to start the summary afresh") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path}: not a run summary (a JSON {type(summary).__name__}, not an object); move it away")
+    return summary
+
+
 class RunSummary(Callback):
     """Writes ``metrics.jsonl`` and ``summary.json`` in the run folder on global rank 0."""
 
@@ -49,6 +65,7 @@ class RunSummary(Callback):
         self._started = 0.0
         self._before = 0.0  # training seconds of earlier attempts of a resumed run
         self._finished_epoch: tuple[int, int] | None = None  # (epoch, step) not yet written
+        self._validated_epoch = -1  # the last epoch that ran a validation: the others' val/ values are older ones
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if not trainer.is_global_zero or self.folder is not None:
@@ -56,7 +73,10 @@ class RunSummary(Callback):
         self.folder = run_dir(trainer)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "summary.json"
-        self.summary = json.loads(path.read_text()) if path.exists() else {}
+        self.summary = read_summary(path)
+        metrics = self.folder / "metrics.jsonl"
+        if metrics.exists() and not metrics.is_file():  # found now, not when the first epoch ends
+            raise ValueError(f"{metrics} is not a regular file, and each epoch appends a line to it: move it away")
         device = trainer.strategy.root_device
         self._save(
             model=type(pl_module).__name__,
@@ -91,13 +111,19 @@ class RunSummary(Callback):
         if self.folder is None or self._finished_epoch is None:
             return
         (epoch, step), self._finished_epoch = self._finished_epoch, None
-        metrics = _scalars(trainer.callback_metrics, ("train/", "val/"))
+        # callback_metrics keeps the last validation's values in epochs without one (a run resumed mid-epoch
+        # and stopped before its validation, check_val_every_n_epoch > 1): a line holds this epoch's only.
+        metrics = _scalars(trainer.callback_metrics, ("train/", "val/") if self._validated_epoch == epoch else ("train/",))
         if not metrics:  # e.g. the end of an epoch that a resumed run only closes: its line is written
             return
         record = {"epoch": epoch, "step": step, "time": round(self._training_time(), 3)}
         with open(self.folder / "metrics.jsonl", "a") as file:
             file.write(json.dumps({**record, **metrics}) + "\n")
         self._save(train_seconds=self._training_time(), epochs=epoch + 1, last=metrics)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._write_epoch(trainer)

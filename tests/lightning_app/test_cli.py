@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from lightning_app.checkpoints import AtomicCheckpointIO
 from lightning_app.cli import main
 from lightning_app.record.logger import wandb_offline
 
@@ -135,3 +136,64 @@ def test_wandb_with_a_key_and_no_network_goes_offline_at_once(mnist_dir, in_tmp,
             main(["fit", *quick(mnist_dir, "--trainer.max_epochs", "1", "--test_after_fit", "false")])
     (run,) = (in_tmp / "runs" / "wandb").glob("offline-run-*")
     assert wandb_run(run)["config"]["model"]["class_path"] == "modules.MLP"
+
+
+def digits(*extra: str) -> list[str]:
+    return ["--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("digits")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        main(["fit", *digits("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--test_after_fit", "false")])
+    (last,) = folder.glob("runs/lightning_app/*/checkpoints/last.ckpt")
+    return last
+
+
+def relabelled(checkpoint: Path, folder: Path, class_path: str) -> Path:
+    """A copy of ``checkpoint`` (with a valid record) that names ``class_path`` as its model class."""
+    state = torch.load(checkpoint, weights_only=True)
+    state["hyper_parameters"]["_class_path"] = class_path
+    AtomicCheckpointIO().save_checkpoint(state, folder / "relabelled.ckpt")
+    return folder / "relabelled.ckpt"
+
+
+def test_a_folder_as_ckpt_path_is_named(in_tmp):
+    with pytest.raises(ValueError, match=f"{in_tmp} is a folder, not a regular file"):
+        main(["test", *digits("--ckpt_path", str(in_tmp))])
+
+
+def test_a_file_url_of_a_local_checkpoint_loads_like_its_path(digits_checkpoint, in_tmp):
+    by_url = main(["test", *digits("--ckpt_path", digits_checkpoint.as_uri())])
+    by_path = main(["test", *digits("--ckpt_path", str(digits_checkpoint))])
+    assert by_url.trainer.callback_metrics["test/acc"] == by_path.trainer.callback_metrics["test/acc"]
+
+
+def test_an_empty_trusted_package_is_refused(digits_checkpoint, in_tmp):
+    evil = relabelled(digits_checkpoint, in_tmp, "evil.Model")
+    with pytest.raises(ValueError, match=r"--trusted_packages \[''\] are not package names"):
+        main(["test", *digits("--ckpt_path", str(evil), "--trusted_packages", "['']")])
+
+
+@pytest.mark.parametrize("class_path, says", [("modules.classifier.L.LightningModule", "cannot be imported"),
+                                              ("modules.classifier.MaxMetric", "is not a LightningModule class")])  # fmt: skip
+def test_a_class_path_through_an_imported_name_is_named(class_path, says, digits_checkpoint, in_tmp):
+    crafted = relabelled(digits_checkpoint, in_tmp, class_path)
+    with pytest.raises(ValueError, match=rf"names (the model class )?'{class_path}', which {says}"):
+        main(["test", *digits("--ckpt_path", str(crafted))])
+
+
+def test_an_optimizer_for_knn_names_both_and_the_fix(in_tmp):
+    with pytest.raises(ValueError, match=r"modules.KNN trains no parameters, so it takes no optimizer, but "
+                                         r"torch.optim.Adam is given: drop --optimizer .*configs/mnist_knn.yaml"):  # fmt: skip
+        main(["fit", *digits("--model", "modules.KNN")])
+
+
+def test_a_wrong_value_inside_a_class_is_said_last(in_tmp, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", *digits("--model.hidden_sizes", "abc")])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "In short: model.hidden_sizes: Expected a <class 'collections.abc.Sequence'>. Got value: abc"

@@ -91,3 +91,16 @@ def test_ddp_validation_loss_equals_one_process(in_tmp):
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     (single,) = trainer.validate(load_language_model(str(best)), datamodule=data)
     assert single["val/loss"] == pytest.approx(ddp_loss.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("output", [".", "no/such/folder/text.txt"])
+def test_an_output_that_cannot_be_written_is_named_before_generating(output, in_tmp, monkeypatch):
+    monkeypatch.setattr("lightning_app.generate.load_language_model", lambda *args: pytest.fail("loaded first"))
+    with pytest.raises(ValueError, match=f"--output {output}: give a file in an existing folder"):
+        generate("any.ckpt", output=output)
+
+
+def test_cuda_without_cuda_is_said_so_and_not_blamed_on_the_checkpoint(in_tmp, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="--device cuda: CUDA is not available on this machine; use --device cpu"):
+        generate("any.ckpt", device="cuda")

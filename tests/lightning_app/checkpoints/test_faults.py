@@ -77,3 +77,10 @@ def test_nan_loss_can_be_allowed(in_tmp):
     assert cli.trainer.global_step == 3
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
+
+
+def test_64_true_with_float32_batches_is_refused_at_the_first_batch(in_tmp):
+    with pytest.raises(ValueError, match=r"--trainer.precision 64-true: Digits gives torch.float32 batches to a "
+                                         r"float64 model; .*32-true"):  # fmt: skip
+        main([*DIGITS, "--trainer.precision", "64-true"])
+    assert not list(in_tmp.glob("runs/lightning_app/*/checkpoints/*.ckpt"))  # refused before any step

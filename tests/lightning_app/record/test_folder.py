@@ -67,3 +67,13 @@ def test_a_busy_wandb_run_is_refused_before_it_is_opened(in_tmp):
         with pytest.raises(RuntimeError, match=rf"lightning_app/busy is in use by PID {pid}"):
             main(wandb)
     assert not list(in_tmp.glob("runs/wandb/*busy*"))  # no W&B run was started (or finished) under that id
+
+
+@pytest.mark.parametrize("key, value", [("id", "../../escaped"), ("id", "a/b"), ("version", ".."), ("project", "/etc"),
+                                        ("name", "x\ny")])  # fmt: skip
+def test_a_run_id_that_leaves_the_runs_root_is_refused_before_any_file_is_made(key, value, in_tmp, monkeypatch):
+    (in_tmp / "work").mkdir()
+    monkeypatch.chdir(in_tmp / "work")  # runs/lightning_app/../../escaped is in_tmp/work/escaped
+    with pytest.raises(ValueError, match=rf"--trainer.logger.init_args.{key} '.*' is not a run name: use letters"):
+        main(["fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), f"--trainer.logger.init_args.{key}={value}"])
+    assert list(in_tmp.rglob("*")) == [in_tmp / "work"]  # no lock, no folder

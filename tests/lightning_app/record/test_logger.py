@@ -1,16 +1,20 @@
 """W&B as every run uses it: no console capture or system metrics unless asked, no Launch import unless used."""
 
+import http.server
 import importlib
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from lightning.pytorch.callbacks import Callback
 
 from lightning_app.cli import main
-from lightning_app.record.logger import LAUNCH_INPUTS, skip_unused_launch_inputs, wandb_settings
+from lightning_app.record.logger import LAUNCH_INPUTS, skip_unused_launch_inputs, wandb_offline, wandb_settings
 
 ROOT = Path(__file__).parents[3]
 
@@ -83,3 +87,42 @@ def test_staged_launch_inputs_are_still_applied(monkeypatch):
     run = object()
     Run._detect_and_apply_job_inputs(run)
     assert applied == [run]
+
+
+@pytest.fixture
+def wandb_key(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)  # a fake key, never sent anywhere
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+
+
+def test_a_server_that_accepts_and_never_answers_sends_the_run_offline_within_seconds(wandb_key, monkeypatch):
+    with socket.socket() as silent:  # the kernel accepts connections to a listening socket; nothing answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        with pytest.warns(UserWarning, match=r"did not answer within 1 s .*`wandb sync /data/runs/wandb/offline-run-\*`"):
+            assert wandb_offline("/data/runs", timeout=1.0)
+        assert time.monotonic() - started < 3
+
+
+def test_any_http_answer_means_reachable(wandb_key, monkeypatch):
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_port}")
+        assert not wandb_offline("runs", timeout=5.0)
+        server.shutdown()
+
+
+def test_a_wandb_mode_that_is_not_one_is_named(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "bogus")
+    with pytest.raises(ValueError, match=r"WANDB_MODE='bogus' is not a W&B mode: set it to one of online, offline"):
+        wandb_offline("runs")
