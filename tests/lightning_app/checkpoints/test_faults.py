@@ -77,3 +77,13 @@ def test_nan_loss_can_be_allowed(in_tmp):
     assert cli.trainer.global_step == 3
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
+
+
+def test_a_nan_loss_before_any_update_points_at_the_inputs_first():
+    from types import SimpleNamespace
+
+    from lightning_app.checkpoints.faults import FaultTolerance
+
+    trainer = SimpleNamespace(world_size=1, current_epoch=0, global_step=0)
+    with pytest.raises(FloatingPointError, match=r"^check the inputs first: training loss is nan at epoch 0, global step 0"):
+        FaultTolerance().on_before_backward(trainer, None, torch.tensor(float("nan")))
