@@ -1,25 +1,32 @@
-"""Regenerates docs/results.md: every config in configs/, trained as shipped on the real data here.
+"""Regenerates docs/results.md: every config in configs/, trained as shipped on the real data here,
+once per seed, reported as mean ± standard deviation (n runs).
 
-    python bench/results.py                      # every config the data and the machine allow
+    python bench/results.py                      # every config the data and the machine allow, 3 seeds
     python bench/results.py --only mnist_mlp     # some configs: their rows printed, no file written
+    python bench/results.py --seeds 5 --jobs 2   # 5 seeds, two runs at a time (one thread each)
     python bench/results.py --accelerator gpu    # on a GPU: the configs written for one too
 
-Each config runs ``python -m lightning_app fit --config configs/X.yaml`` in this process at its own
-budget (epochs, steps, schedule, seed); only the data is pointed at ../shared/data (bench/real_data.py)
-and the logger is a CSV logger. Its row comes from the run's ``summary.json``: the test accuracy of
-the best validation checkpoint, or the last validation loss where the data has no test split. A config
-is listed under the table, with the reason, when its data is not available offline or when it is
-written for a GPU (mixed precision) and this run is on a CPU. The README's short table between
-``<!-- results:start -->`` and ``<!-- results:end -->`` is rewritten too, where the markers exist.
+Each config runs ``python -m lightning_app fit --config configs/X.yaml --seed_everything S`` for
+S = 0..N-1 at its own budget (epochs, steps, schedule); the seed moves initialisation, dropout,
+augmentation and the training order, never the train/validation/test split (docs/data.md), so the
+spread is the training's alone. Only the data is pointed at ../shared/data (bench/real_data.py) and
+the logger is a CSV logger. A run's figure comes from its ``summary.json``: the test accuracy of the
+best validation checkpoint, or the last validation loss where the data has no test split. A config is
+listed under the table, with the reason, when its data is not available offline, when it is written
+for a GPU (mixed precision) and this run is on a CPU, or when a run failed. The README's short table
+between ``<!-- results:start -->`` and ``<!-- results:end -->`` is rewritten too, where the markers exist.
 """
 
 import argparse
 import importlib
+import multiprocessing
 import os
 import platform
 import shutil
+import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -57,35 +64,63 @@ def plan(config: Path, accelerator: str, workdir: Path, shared: Path) -> list[st
     return arguments
 
 
-def cell(name: str, value: float) -> str:
-    return f"{100 * value:.2f}%" if name.endswith("acc") else f"{value:.4f}"
+def cell(name: str, values: list[float]) -> str:
+    """``mean ± std`` of one metric over the runs (sample std; 0 for one run): accuracy in %, loss in 4 places."""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * mean:.2f} ± {100 * std:.2f}%" if name.endswith("acc") else f"{mean:.4f} ± {std:.4f}"
 
 
-def run(config: Path, arguments: list[str], workdir: Path, accelerator: str) -> dict[str, str]:
-    """Trains ``config`` as shipped; returns its table row (or a note saying why it failed)."""
-    logs = workdir / "runs" / config.stem
+def run(config: Path, arguments: list[str], workdir: Path, accelerator: str, seed: int = 0) -> dict:
+    """Trains ``config`` as shipped with ``--seed_everything seed``; returns the run's figures,
+    or ``{"config", "note"}`` saying why it failed."""
+    logs = workdir / "runs" / config.stem / f"seed_{seed}"
     shutil.rmtree(logs, ignore_errors=True)  # a rerun replaces the previous one
-    args = ["fit", "--config", str(config), *arguments, "--trainer.accelerator", accelerator]
+    args = ["fit", "--config", str(config), *arguments, "--trainer.accelerator", accelerator, "--seed_everything", str(seed)]
     args += ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(logs)]
     args += ["--trainer.default_root_dir", str(logs), "--trainer.enable_progress_bar", "false"]
     started = time.perf_counter()
     try:
         main(args)
     except (Exception, SystemExit) as error:  # one broken config must not cost the rest of the table
-        return {"config": config.stem, "note": f"failed: {type(error).__name__}: {error}"[:300]}
+        return {"config": config.stem, "note": f"failed (seed {seed}): {type(error).__name__}: {error}"[:300]}
     seconds = time.perf_counter() - started
+    print(f"{config.stem} seed {seed}: done in {seconds:.0f} s", flush=True)
     record = load_run(next(logs.rglob("summary.json")).parent)
     summary, last = record.summary, (record.history[-1] if record.history else {})
     if "test/acc" in summary.get("test", {}):
-        metric, value = "test accuracy", cell("acc", summary["test"]["test/acc"])
+        metric, value = "test accuracy", ("acc", summary["test"]["test/acc"])
     else:
-        metric, value = "val loss", cell("loss", last["val/loss"])
-    others = sorted(name for name in last if name.startswith("val/") and name not in STANDARD)
-    more = ", ".join(f"{name} {cell(name, last[name])}" for name in others)
+        metric, value = "val loss", ("loss", last["val/loss"])
+    others = {name: last[name] for name in sorted(last) if name.startswith("val/") and name not in STANDARD}
     return {"config": config.stem, "model x data": f"{summary['model']} x {summary['data']}", "metric": metric,
-            "value": value, "more": more or "-", "parameters": f"{summary['parameters']:,}",
-            "epochs": str(summary.get("epochs", "-")), "steps": f"{last.get('step', 0):,}", "time": f"{seconds:.0f} s",
+            "value": value, "more": others, "parameters": f"{summary['parameters']:,}",
+            "epochs": str(summary.get("epochs", "-")), "steps": f"{last.get('step', 0):,}", "seconds": seconds,
             "data": summary["data"]}  # fmt: skip
+
+
+def row(runs: list[dict]) -> dict[str, str]:
+    """One table row from a config's runs: each figure as mean ± std (n); a failed run makes the row a note."""
+    failed = [r for r in runs if "note" in r]
+    if failed:
+        return failed[0]
+    first, n = runs[0], len(runs)
+    name = first["value"][0]
+    more = ", ".join(f"{metric} {cell(metric, [r['more'][metric] for r in runs])}" for metric in first["more"])
+    return {**{k: v for k, v in first.items() if k in COLUMNS or k == "data"},
+            "value": f"{cell(name, [r['value'][1] for r in runs])} (n={n})", "more": more or "-",
+            "time": f"{statistics.fmean(r['seconds'] for r in runs):.0f} s"}  # fmt: skip
+
+
+def run_all(todo: list[tuple[Path, list[str]]], options: argparse.Namespace) -> list[dict]:
+    """Every (config, seed) run; ``options.jobs`` at a time in worker processes of ``options.threads`` threads."""
+    tasks = [(config, arguments, options.workdir, options.accelerator, seed) for config, arguments in todo
+             for seed in range(options.seeds)]  # fmt: skip
+    if options.jobs == 1:
+        return [run(*task) for task in tasks]
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no torch state shared
+    with ProcessPoolExecutor(options.jobs, context, initializer=torch.set_num_threads, initargs=(options.threads or 1,)) as pool:
+        return list(pool.map(run, *zip(*tasks)))
 
 
 def duration(seconds: float) -> str:
@@ -109,11 +144,14 @@ def page(rows: list[dict[str, str]], command: str, seconds: float, accelerator: 
     """docs/results.md: the table, the data, the machine, the command and its time, and what is left out."""
     trained = [row for row in rows if "note" not in row]
     lines = ["# Results", "", "Generated by `bench/results.py`; do not edit: rerun it. Every config in `configs/` trains"
-             " as shipped (its own epochs, steps, schedule and seed) on the real data available offline.", ""]  # fmt: skip
+             " as shipped (its own epochs, steps and schedule) on the real data available offline, once per seed"
+             " (`--seed_everything 0..n-1`).", ""]  # fmt: skip
     lines += table(trained, COLUMNS) + [""]
     lines += [f"- {NOTES[name]}." for name in sorted({row["data"] for row in trained}) if name in NOTES]
     lines += ["- value: the test accuracy of the best validation checkpoint, or the last validation loss where the data"
-              " has no test split; more: the run's other validation metrics; time: the whole `fit` and test.", ""]  # fmt: skip
+              " has no test split, as mean ± sample standard deviation over n runs; the seed moves initialisation,"
+              " dropout, augmentation and training order, not the split, so every run is tested on the same samples;"
+              " more: the run's other validation metrics, likewise; time: the whole `fit` and test, mean per run.", ""]  # fmt: skip
     lines += [f"Machine: {machine(accelerator)}; torch {torch.__version__}."]
     lines += [f"Command: `{command}`; {duration(seconds)} in all."]
     notes = [f"- `{row['config']}`: {row['note']}" for row in rows if "note" in row]
@@ -140,21 +178,31 @@ def cli(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "results", help="data copies and run folders")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "results.md", help="the page to rewrite")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="holds the short table's markers")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per config, with --seed_everything 0..N-1")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
     options = parser.parse_args(argv)
+    for name in ("seeds", "jobs"):
+        if getattr(options, name) < 1:
+            parser.error(f"--{name} must be 1 or more, got {getattr(options, name)}")
     if options.threads:
         torch.set_num_threads(options.threads)
     configs = sorted(options.configs.glob("*.yaml"))
     unknown = set(options.only or []) - {c.stem for c in configs}
     if unknown:
         parser.error(f"no such config in {options.configs}: {', '.join(sorted(unknown))}")
-    started, rows = time.perf_counter(), []
+    started, rows, todo = time.perf_counter(), {}, []
     for config in [c for c in configs if not options.only or c.stem in options.only]:
         arguments = plan(config, options.accelerator, options.workdir, options.shared)
         if isinstance(arguments, str):
-            rows.append({"config": config.stem, "note": arguments})
+            rows[config.stem] = {"config": config.stem, "note": arguments}
         else:
-            rows.append(run(config, arguments, options.workdir, options.accelerator))
-        print(" | ".join(rows[-1].values()), flush=True)
+            todo.append((config, arguments))
+    runs = run_all(todo, options)
+    for index, (config, _) in enumerate(todo):
+        rows[config.stem] = row(runs[index * options.seeds : (index + 1) * options.seeds])
+    rows = [rows[name] for name in sorted(rows)]
+    for one in rows:
+        print(" | ".join(v for k, v in one.items() if k != "data"), flush=True)
     if options.only:
         print("\n".join(table(rows, COLUMNS)))
         return rows

@@ -57,7 +57,7 @@ def test_gpu_configs_wait_for_a_gpu_and_wrong_data_or_a_broken_config_is_a_note(
     broken = tmp_path / "broken.yaml"
     broken.write_text((ROOT / "configs" / "digits_knn.yaml").read_text().replace("k: 3", "k: 0"))
     note = results.run(broken, [], tmp_path, "cpu")["note"]
-    assert note.startswith("failed: ValueError") and "k=0: a vote needs at least one neighbour" in note
+    assert note.startswith("failed (seed 0): ValueError") and "k=0: a vote needs at least one neighbour" in note
 
 
 def test_readme_without_markers_is_left_alone(tmp_path):
