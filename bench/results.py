@@ -86,7 +86,21 @@ def run(config: Path, arguments: list[str], workdir: Path, accelerator: str, see
         return {"config": config.stem, "note": f"failed (seed {seed}): {type(error).__name__}: {error}"[:300]}
     seconds = time.perf_counter() - started
     print(f"{config.stem} seed {seed}: done in {seconds:.0f} s", flush=True)
-    record = load_run(next(logs.rglob("summary.json")).parent)
+    return figures(config, next(logs.rglob("summary.json")).parent, seconds)
+
+
+def finished(config: Path, workdir: Path, seed: int) -> Path | None:
+    """The folder of a finished run of ``config`` with ``seed`` in ``workdir``, if there is one."""
+    found = sorted((workdir / "runs" / config.stem / f"seed_{seed}").rglob("summary.json"))
+    folder = found[-1].parent if found else None
+    return folder if folder and load_run(folder).summary.get("status") == "finished" else None
+
+
+def figures(config: Path, folder: Path, seconds: float | None = None) -> dict:
+    """A finished run's figures from its folder; ``seconds`` None: the span from its saved config to its summary."""
+    if seconds is None:
+        seconds = (folder / "summary.json").stat().st_mtime - (folder / "config.yaml").stat().st_mtime
+    record = load_run(folder)
     summary, last = record.summary, (record.history[-1] if record.history else {})
     if "test/acc" in summary.get("test", {}):
         metric, value = "test accuracy", ("acc", summary["test"]["test/acc"])
@@ -99,11 +113,12 @@ def run(config: Path, arguments: list[str], workdir: Path, accelerator: str, see
             "data": summary["data"]}  # fmt: skip
 
 
-def row(runs: list[dict]) -> dict[str, str]:
-    """One table row from a config's runs: each figure as mean ± std (n); a failed run makes the row a note."""
-    failed = [r for r in runs if "note" in r]
+def row(runs: list[dict | None]) -> dict[str, str]:
+    """One table row from a config's runs (None: not run): each figure as mean ± std (n); a failed run makes the row a note."""
+    failed = [r for r in runs if r is not None and "note" in r]
     if failed:
         return failed[0]
+    runs = [r for r in runs if r is not None]
     first, n = runs[0], len(runs)
     name = first["value"][0]
     more = ", ".join(f"{metric} {cell(metric, [r['more'][metric] for r in runs])}" for metric in first["more"])
@@ -113,14 +128,37 @@ def row(runs: list[dict]) -> dict[str, str]:
 
 
 def run_all(todo: list[tuple[Path, list[str]]], options: argparse.Namespace) -> list[dict]:
-    """Every (config, seed) run; ``options.jobs`` at a time in worker processes of ``options.threads`` threads."""
-    tasks = [(config, arguments, options.workdir, options.accelerator, seed) for config, arguments in todo
-             for seed in range(options.seeds)]  # fmt: skip
-    if options.jobs == 1:
-        return [run(*task) for task in tasks]
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no torch state shared
-    with ProcessPoolExecutor(options.jobs, context, initializer=torch.set_num_threads, initargs=(options.threads or 1,)) as pool:
-        return list(pool.map(run, *zip(*tasks)))
+    """Every (config, seed) run, config by config: ``options.jobs`` at a time in worker processes of
+    ``options.threads`` threads. Seed by seed (every config's seed 0 first), so a run cut short leaves
+    every config some runs. With ``--reuse`` (or ``--table_only``) finished runs in the workdir are read
+    back; ``--table_only`` trains nothing (a run not found is None)."""
+    runs: dict[tuple[str, int], dict | None] = {}
+    tasks = []
+    for seed in range(options.seeds):
+        for config, arguments in todo:
+            folder = finished(config, options.workdir, seed) if options.reuse or options.table_only else None
+            if folder is not None or options.table_only:
+                runs[config.stem, seed] = folder and figures(config, folder)
+            else:
+                tasks.append((config, arguments, options.workdir, options.accelerator, seed))
+    if options.jobs == 1 or len(tasks) < 2:
+        done = [run(*task) for task in tasks]
+    else:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no torch state shared
+        threads = (options.threads or 1,)
+        with ProcessPoolExecutor(options.jobs, context, initializer=torch.set_num_threads, initargs=threads) as pool:
+            done = list(pool.map(run, *zip(*tasks)))
+    runs.update({(task[0].stem, task[4]): result for task, result in zip(tasks, done)})
+    return [runs[config.stem, seed] for config, _ in todo for seed in range(options.seeds)]
+
+
+def span(workdir: Path) -> float:
+    """Seconds from the earliest run's saved config to the latest run's summary in ``workdir``."""
+    summaries = list((workdir / "runs").glob("*/seed_*/*/summary.json"))
+    if not summaries:
+        return 0.0
+    starts = [(p.parent / "config.yaml").stat().st_mtime for p in summaries if (p.parent / "config.yaml").exists()]
+    return max(p.stat().st_mtime for p in summaries) - min(starts or [0.0])
 
 
 def duration(seconds: float) -> str:
@@ -154,6 +192,9 @@ def page(rows: list[dict[str, str]], command: str, seconds: float, accelerator: 
               " more: the run's other validation metrics, likewise; time: the whole `fit` and test, mean per run.", ""]  # fmt: skip
     lines += [f"Machine: {machine(accelerator)}; torch {torch.__version__}."]
     lines += [f"Command: `{command}`; {duration(seconds)} in all."]
+    if "--table_only" in command or "--reuse" in command:
+        lines += ["(Runs read back from the workdir: with `--table_only`, the time from the first run's start to the"
+                  " last one's end, pauses between the commands that trained them included.)"]  # fmt: skip
     notes = [f"- `{row['config']}`: {row['note']}" for row in rows if "note" in row]
     return "\n".join(lines + (["", "Not in the table:", "", *notes] if notes else [])) + "\n"
 
@@ -180,6 +221,8 @@ def cli(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="holds the short table's markers")
     parser.add_argument("--seeds", type=int, default=3, help="runs per config, with --seed_everything 0..N-1")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
+    parser.add_argument("--reuse", action="store_true", help="read finished runs in --workdir back instead of rerunning them")
+    parser.add_argument("--table_only", action="store_true", help="train nothing: the tables from finished runs in --workdir")
     options = parser.parse_args(argv)
     for name in ("seeds", "jobs"):
         if getattr(options, name) < 1:
@@ -199,7 +242,11 @@ def cli(argv: list[str] | None = None) -> list[dict[str, str]]:
             todo.append((config, arguments))
     runs = run_all(todo, options)
     for index, (config, _) in enumerate(todo):
-        rows[config.stem] = row(runs[index * options.seeds : (index + 1) * options.seeds])
+        found = runs[index * options.seeds : (index + 1) * options.seeds]
+        if any(found):
+            rows[config.stem] = row(found)
+        else:
+            rows[config.stem] = {"config": config.stem, "note": f"no finished run in {options.workdir} (--table_only)"}
     rows = [rows[name] for name in sorted(rows)]
     for one in rows:
         print(" | ".join(v for k, v in one.items() if k != "data"), flush=True)
@@ -207,6 +254,8 @@ def cli(argv: list[str] | None = None) -> list[dict[str, str]]:
         print("\n".join(table(rows, COLUMNS)))
         return rows
     seconds, command = time.perf_counter() - started, " ".join(["python bench/results.py", *(argv or [])])
+    if options.table_only:  # the time the runs read back took, from the first one's start to the last one's end
+        seconds = span(options.workdir)
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(page(rows, command, seconds, options.accelerator))
     link = f"[{options.output.stem}]({os.path.relpath(options.output, options.readme.parent)})"

@@ -67,3 +67,20 @@ def test_readme_without_markers_is_left_alone(tmp_path):
     readme.write_text("no markers")
     assert not results.write_between_markers(readme, "x") and readme.read_text() == "no markers"
     assert not results.write_between_markers(tmp_path / "missing.md", "x")
+
+
+def test_a_run_cut_short_is_read_back_and_the_table_shows_the_n_it_has(tmp_path):
+    folder = configs(tmp_path / "configs", "digits_knn", "digits_mlp")
+    work, page = tmp_path / "work", tmp_path / "results.md"
+    common = ["--configs", str(folder), "--workdir", str(work), "--output", str(page), "--readme", str(tmp_path / "R.md")]
+    (first,) = results.cli([*common, "--only", "digits_knn", "--seeds", "1"])
+    (run,) = list((work / "runs" / "digits_knn" / "seed_0").iterdir())
+    rows = results.cli([*common, "--seeds", "3", "--table_only"])
+    written = (run / "summary.json").stat().st_mtime_ns
+    assert rows[0]["value"] == first["value"] and list((work / "runs" / "digits_knn").iterdir()) == [run.parent]
+    assert rows[1] == {"config": "digits_mlp", "note": f"no finished run in {work} (--table_only)"}
+    assert "| digits_knn | KNN x Digits | test accuracy | 98.61 ± 0.00% (n=1) |" in page.read_text()
+    assert "--table_only" in page.read_text() and "pauses between the commands" in page.read_text()
+    rows = results.cli([*common, "--only", "digits_knn", "--seeds", "2", "--reuse"])  # trains seed 1 only
+    assert rows[0]["value"].endswith("(n=2)") and sorted(p.name for p in (work / "runs" / "digits_knn").iterdir()) == ["seed_0", "seed_1"]
+    assert (run / "summary.json").stat().st_mtime_ns == written  # seed 0 was read back, not trained again
