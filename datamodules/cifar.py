@@ -103,7 +103,8 @@ class CIFAR10(ImageDataModule):
     Training batches are augmented on the device, as uint8 before normalisation: a random
     crop of the image padded by ``crop_padding`` black pixels, a horizontal flip with
     probability 1/2, and a black ``cutout`` square. The draws are seeded by the run's seed
-    (``seed_everything``, else ``seed``), the batch's global index and the rank, so a rerun augments identically. Validation and test batches are never augmented.
+    (``seed_everything``, else ``seed``), the batch's global index and the rank, so a rerun augments
+    identically. Validation and test batches are never augmented.
 
     Args:
         data_dir: Folder that holds (or receives) the archive and its extracted folder.
