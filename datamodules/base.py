@@ -7,6 +7,7 @@ batches), then converted and normalised there, on the whole batch.
 """
 
 import math
+import os
 from pathlib import Path
 
 import lightning as L
@@ -102,6 +103,34 @@ class BatchLoader:
         self._resume = dict(state)
 
 
+def run_seed(default: int) -> int:
+    """The run's seed: the ``seed_everything`` value, else ``default`` (the data module's own seed).
+
+    ``seed_everything`` puts its seed in ``PL_GLOBAL_SEED``; every DDP rank runs it with the same
+    value (and spawned ranks inherit the variable), and a resumed run is given the same value
+    again, so every rank draws the same permutations and a resumed run the uninterrupted one's.
+    ``torch.initial_seed()`` would not do: it changes whenever anything reseeds torch.
+    """
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    return int(seed) if seed is not None else default
+
+
+def check_finite(images: Tensor, split: str, source: str) -> None:
+    """Raises if a float split holds a NaN or an infinity, naming the split, the first bad sample and its source.
+
+    Integer images (the uint8 splits of every shipped data module) cannot hold either: nothing to check.
+    """
+    if not images.is_floating_point():
+        return
+    bad = ~torch.isfinite(images.flatten(1)).all(1)  # (N,)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        raise ValueError(
+            f"{source}: the {split} split holds {int(bad.sum())} samples with NaN or infinite values, "
+            f"the first at index {first}; fix or drop them in the data before training"
+        )
+
+
 def data_folder(data_dir: str) -> Path:
     """``data_dir`` as a Path, checked: a file there is an error (a missing folder is created when needed)."""
     path = Path(data_dir)
@@ -157,7 +186,9 @@ class ImageDataModule(L.LightningDataModule):
     """Base for image classification data held in memory.
 
     Subclasses set ``input_shape``, ``num_classes``, ``mean`` and ``std`` (per channel, on the
-    0-1 scale) and implement ``load_split("train" | "test")``; they may override ``augment``.
+    0-1 scale) and implement ``load_split("train" | "test")``; they may override ``augment`` and
+    ``source``. ``seed`` fixes the train/validation split; the training order follows the run's
+    seed (``run_seed``), so repeats with other ``seed_everything`` values validate on the same samples.
     """
 
     input_shape: tuple[int, int, int]
@@ -180,12 +211,22 @@ class ImageDataModule(L.LightningDataModule):
         """Returns ``(images, labels)``: uint8 ``(N, C, H, W)`` and int64 ``(N,)``."""
         raise NotImplementedError
 
+    def source(self, split: str) -> str:
+        """Where ``split`` is read from, for error messages: a file or folder where there is one."""
+        return type(self).__name__
+
+    def load_checked(self, split: str) -> tuple[Tensor, Tensor]:
+        """``load_split``, its images checked finite once, as read (indices are the source's own)."""
+        images, labels = self.load_split(split)
+        check_finite(images, split, self.source(split))
+        return images, labels
+
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate") and "train" not in self.splits:
-            train, val = split_train_val(*self.load_split("train"), self.val_split, self.seed)
+            train, val = split_train_val(*self.load_checked("train"), self.val_split, self.seed)
             self.splits.update(train=train, val=val)
         if stage in ("test", "predict") and "test" not in self.splits:
-            self.splits["test"] = self.load_split("test")
+            self.splits["test"] = self.load_checked("test")
         for name, (images, _) in self.splits.items():
             if len(images) == 0 and name != "val":  # an empty validation split is reported when it is used
                 raise ValueError(
@@ -205,7 +246,7 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"{type(self).__name__}: the validation split is empty; raise val_split above 0")
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        return BatchLoader(self.splits[split], self.batch_size, shuffle, self.seed, rank, world)
+        return BatchLoader(self.splits[split], self.batch_size, shuffle, run_seed(self.seed), rank, world)
 
     def train_dataloader(self) -> BatchLoader:
         return self._loader("train", shuffle=True)

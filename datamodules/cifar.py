@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from datamodules.augment import augment_generator, cutout, random_crop_flip, training_batch_index
-from datamodules.base import ImageDataModule, data_folder
+from datamodules.base import ImageDataModule, data_folder, run_seed
 from datamodules.download import download, md5sum
 from lightning_app.checkpoints.files import read_bounded
 
@@ -103,14 +103,15 @@ class CIFAR10(ImageDataModule):
 
     Training batches are augmented on the device, as uint8 before normalisation: a random
     crop of the image padded by ``crop_padding`` black pixels, a horizontal flip with
-    probability 1/2, and a black ``cutout`` square. The draws are seeded by ``seed``, the batch's
-    global index and the rank, so a rerun augments identically. Validation and test batches are never augmented.
+    probability 1/2, and a black ``cutout`` square. The draws are seeded by the run's seed
+    (``seed_everything``, else ``seed``), the batch's global index and the rank, so a rerun augments
+    identically. Validation and test batches are never augmented.
 
     Args:
         data_dir: Folder that holds (or receives) the archive and its extracted folder.
         batch_size: Samples per batch, per device.
         val_split: Fraction of the training split held out for validation (seeded).
-        seed: Seed of the train/validation split, of the shuffling and of the augmentation.
+        seed: Seed of the train/validation split; shuffling and augmentation follow ``seed_everything``.
         crop_padding: Pixels of padding before the random 32x32 crop; 0 turns cropping off.
         flip: Mirror each training image left to right with probability 1/2.
         cutout: Side of the square zeroed at a random place in each training image; 0 for none.
@@ -160,6 +161,9 @@ class CIFAR10(ImageDataModule):
             )
         extract(archive, self.data_dir, self._members())
 
+    def source(self, split: str) -> str:
+        return f"{self.data_dir / self.folder} ({', '.join(self.split_files[split])}, in that order)"
+
     def load_split(self, split: str) -> tuple[Tensor, Tensor]:
         images, labels = [], []
         for name in self.split_files[split]:
@@ -198,7 +202,7 @@ class CIFAR10(ImageDataModule):
         generator = None
         if trainer is not None:
             step = training_batch_index(trainer)
-            generator = augment_generator(images.device, self.seed, step, trainer.global_rank)
+            generator = augment_generator(images.device, run_seed(self.seed), step, trainer.global_rank)
         return cutout(random_crop_flip(images, self.crop_padding, self.flip, generator), self.cutout, generator)
 
 
@@ -209,7 +213,7 @@ class CIFAR100(CIFAR10):
         data_dir: Folder that holds (or receives) the archive and its extracted folder.
         batch_size: Samples per batch, per device.
         val_split: Fraction of the training split held out for validation (seeded).
-        seed: Seed of the train/validation split, of the shuffling and of the augmentation.
+        seed: Seed of the train/validation split; shuffling and augmentation follow ``seed_everything``.
         crop_padding: Pixels of padding before the random 32x32 crop; 0 turns cropping off.
         flip: Mirror each training image left to right with probability 1/2.
         cutout: Side of the square zeroed at a random place in each training image; 0 for none.

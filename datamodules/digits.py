@@ -11,13 +11,14 @@ class Digits(ImageDataModule):
     """The UCI handwritten digits that ship with scikit-learn, as 1x8x8 images.
 
     The 1,797 images are shuffled once with ``seed``; the last ``test_split`` of them are
-    the test set and ``val_split`` of the rest validates.
+    the test set and ``val_split`` of the rest validates. The splits stay put when
+    ``seed_everything`` changes; the training order follows it.
 
     Args:
         batch_size: Samples per batch, per device.
         val_split: Fraction of the non-test images held out for validation.
         test_split: Fraction of all images held out for testing.
-        seed: Seed of the splits and of the shuffling.
+        seed: Seed of the test and validation splits.
     """
 
     input_shape = (1, 8, 8)
@@ -30,6 +31,9 @@ class Digits(ImageDataModule):
         if not 0.0 <= test_split < 1.0:
             raise ValueError(f"test_split must be in [0, 1), got {test_split}")
         self.test_split = test_split
+
+    def source(self, split: str) -> str:
+        return "scikit-learn's load_digits()"
 
     def load_split(self, split: str) -> tuple[Tensor, Tensor]:
         from sklearn.datasets import load_digits  # imported here: scikit-learn takes a second to import

@@ -45,7 +45,7 @@ class MNIST(ImageDataModule):
         data_dir: Folder that holds (or receives) the four IDX ``.gz`` files.
         batch_size: Samples per batch, per device.
         val_split: Fraction of the training split held out for validation (seeded).
-        seed: Seed of the train/validation split and of the shuffling.
+        seed: Seed of the train/validation split; the shuffling follows ``seed_everything``.
     """
 
     input_shape = (1, 28, 28)
@@ -76,10 +76,12 @@ class MNIST(ImageDataModule):
                 expected = ", ".join(self.files)
                 raise RuntimeError(f"{error}\n{type(self).__name__} expects {expected} in {self.data_dir}") from None
 
+    def source(self, split: str) -> str:
+        return str(self.data_dir / f"{'train' if split == 'train' else 't10k'}-images-idx3-ubyte.gz")
+
     def load_split(self, split: str) -> tuple[Tensor, Tensor]:
-        prefix = "train" if split == "train" else "t10k"
-        image_path = self.data_dir / f"{prefix}-images-idx3-ubyte.gz"
-        label_path = self.data_dir / f"{prefix}-labels-idx1-ubyte.gz"
+        image_path = Path(self.source(split))
+        label_path = self.data_dir / image_path.name.replace("images-idx3", "labels-idx1")
         for path in (image_path, label_path):
             if not path.exists():
                 raise FileNotFoundError(f"{path} is missing; run `fit` (prepare_data downloads it) or copy it there")

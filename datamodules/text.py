@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.base import BatchLoader, data_folder
+from datamodules.base import BatchLoader, data_folder, run_seed
 from datamodules.download import download
 
 # The 65 characters of Tiny Shakespeare's training text, fixed by its checksum: a model can be
@@ -67,7 +67,7 @@ class Text(L.LightningDataModule):
         val_batch_size: Windows per validation batch, per device: without gradients a batch far larger than
             the training one costs little memory and validates the whole text in a few large products.
         val_split: Fraction at the end of the text that validates, in contiguous windows.
-        seed: Seed of the random training windows.
+        seed: Seed of the random training windows when ``seed_everything`` is not set; it is when set.
     """
 
     url = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"
@@ -170,7 +170,7 @@ class Text(L.LightningDataModule):
 
     def train_dataloader(self) -> RandomWindows:
         high = self.n_train - self.block_size  # a window needs block_size + 1 characters
-        return RandomWindows(high, self.batch_size, self.batches_per_epoch, self.seed, *self._rank_world())
+        return RandomWindows(high, self.batch_size, self.batches_per_epoch, run_seed(self.seed), *self._rank_world())
 
     def val_dataloader(self) -> BatchLoader:
         # Contiguous windows that tile the validation text; the last < block_size characters are left out.

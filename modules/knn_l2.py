@@ -49,6 +49,12 @@ class MemoryIndex:
         self.dtype = getattr(torch, precision)
         n, dim = memory.shape
         norms = torch.linalg.vector_norm(memory, dim=1)
+        bad = (~norms.isfinite()).nonzero().view(-1)  # NaN, infinite, or too long for float32: no distance ranks
+        if len(bad):
+            raise ValueError(
+                f"the memory: {len(bad)} rows hold NaN, infinite or float32-overflowing values, the first is "
+                f"row {int(bad[0])}; check the training inputs (a NaN pixel or feature in the data)"
+            )
         self.sq_norms = norms.square()  # (N,)
         self.max_norm = norms.max() if n else norms.sum()
         if self.dtype != torch.bfloat16:

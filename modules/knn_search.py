@@ -1,7 +1,8 @@
 """Exact k-nearest-neighbour search in blocks bounded by a memory budget, and the vote.
 
 L2 goes through a filter-and-refine search that stays exact (``modules/knn_l2.py``); L1 and
-cosine rank float32 distances directly. Ties: rows at exactly equal distance are taken in
+cosine rank float32 distances directly. Queries and memory holding NaN or infinity are refused.
+Ties: rows at exactly equal distance are taken in
 memory order, lowest index first (``modules/knn_keys.py``).
 """
 
@@ -22,6 +23,24 @@ def pairwise_distances(queries: Tensor, memory: Tensor, distance: Distance) -> T
     if distance == "l1":
         return torch.cdist(queries, memory, p=1)
     return torch.addmm(queries.new_ones(()), F.normalize(queries, dim=1), F.normalize(memory, dim=1).T, alpha=-1)
+
+
+def require_finite(rows: Tensor, what: str) -> None:
+    """Raises naming ``what`` and its first row with a NaN or infinity: such a row has no distance
+    that ranks, and would otherwise vote silently for whatever sorts first.
+
+    One pass of row sums (finite sums need finite rows); only rows whose sum is not finite are
+    checked element by element, so a row of huge finite values is not mistaken for a bad one.
+    """
+    suspect = (~rows.sum(1).isfinite()).nonzero().view(-1)  # (S,)
+    if len(suspect) == 0:
+        return
+    bad = suspect[~rows[suspect].isfinite().all(1)]
+    if len(bad):
+        raise ValueError(
+            f"{what}: {len(bad)} rows hold NaN or infinite values, the first is row {int(bad[0])}; "
+            "check the inputs (a NaN pixel or feature in the data) before searching"
+        )
 
 
 def nearest_neighbours(
@@ -51,7 +70,10 @@ def nearest_neighbours(
         raise ValueError(f"k={k} needs 1 <= k <= {len(memory)} (the memorised samples): lower k or memorise more")
     if len(memory) >= 2**31:
         raise ValueError(f"{len(memory)} memory rows: the search packs indices in 31 bits")
-    if distance == "l2" and index is None:
+    require_finite(queries, "the queries")
+    if distance != "l2":
+        require_finite(memory, "the memory")  # an L2 MemoryIndex checked it when it was built
+    elif index is None:
         index = MemoryIndex(memory, precision)
     everything = torch.arange(len(memory), device=memory.device)
     per_query = 2 * index.dtype.itemsize * len(memory) * 4 // 3 if distance == "l2" else 4 * len(memory)

@@ -122,6 +122,8 @@ class FaultTolerance(Callback):
             f"training loss is {loss.item()} at epoch {trainer.current_epoch}, global step {trainer.global_step}: "
             "lower the learning rate, clip gradients (--trainer.gradient_clip_val 1.0) or use 32-bit precision"
         )
+        if trainer.global_step == 0:  # no update has run yet: the data, not the optimisation, is the suspect
+            message = f"check the inputs first: {message}"
         if self.nonfinite_loss == "raise":
             raise FloatingPointError(f"{message}. Stopped before the optimizer step; --faults.nonfinite_loss warn trains on")
         rank_zero_warn(message)

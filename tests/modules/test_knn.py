@@ -193,3 +193,27 @@ def test_colour_images_fit_and_test_on_any_image_data_module(in_tmp):
     trainer.fit(model, datamodule=data)
     assert model.memory.shape == (90, 108)
     assert trainer.test(model, datamodule=data, ckpt_path="best")[0]["test/acc"] == 1.0
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2", "cosine"])
+def test_non_finite_queries_or_memory_are_refused_naming_the_row(distance):
+    memory, queries = torch.randn(30, 6), torch.randn(5, 6)
+    bad_queries = queries.clone()
+    bad_queries[3, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"the queries: 1 rows hold NaN or infinite values, the first is row 3; check the inputs"):
+        nearest_neighbours(bad_queries, memory, 3, distance, 2**20)
+    bad_memory = memory.clone()
+    bad_memory[[12, 20], 0] = float("inf")
+    with pytest.raises(ValueError, match=r"the memory: 2 rows hold NaN.* infinite.* the first is row 12"):
+        nearest_neighbours(queries, bad_memory, 3, distance, 2**20)
+    huge = queries * 1e37  # finite, but its row sums overflow: checked value by value, and searched
+    assert nearest_neighbours(huge, memory, 3, distance, 2**20)[1].shape == (5, 3)
+
+
+def test_a_nan_pixel_stops_the_knn_instead_of_scoring_chance():
+    model = KNN(input_shape=(1, 2, 2), num_classes=2, k=1)
+    model.memory, model.memory_labels = torch.randn(8, 4), torch.arange(8) % 2
+    images = torch.randn(3, 1, 2, 2)
+    images[1, 0, 0, 1] = float("nan")
+    with pytest.raises(ValueError, match="the queries: 1 rows hold NaN or infinite values, the first is row 1"):
+        model(images)

@@ -84,3 +84,13 @@ def test_64_true_with_float32_batches_is_refused_at_the_first_batch(in_tmp):
                                          r"float64 model; .*32-true"):  # fmt: skip
         main([*DIGITS, "--trainer.precision", "64-true"])
     assert not list(in_tmp.glob("runs/lightning_app/*/checkpoints/*.ckpt"))  # refused before any step
+
+
+def test_a_nan_loss_before_any_update_points_at_the_inputs_first():
+    from types import SimpleNamespace
+
+    from lightning_app.checkpoints.faults import FaultTolerance
+
+    trainer = SimpleNamespace(world_size=1, current_epoch=0, global_step=0)
+    with pytest.raises(FloatingPointError, match=r"^check the inputs first: training loss is nan at epoch 0, global step 0"):
+        FaultTolerance().on_before_backward(trainer, None, torch.tensor(float("nan")))
