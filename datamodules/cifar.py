@@ -21,7 +21,7 @@ from torch import Tensor
 from datamodules.augment import augment_generator, cutout, random_crop_flip, training_batch_index
 from datamodules.base import ImageDataModule, data_folder, run_seed
 from datamodules.download import download, md5sum
-from lightning_app.checkpoints.files import read_bounded
+from lightning_app.record.read import read_bounded
 
 PIXELS = 3 * 32 * 32
 LONGEST_NAMES = 1 << 16  # bytes: a names file is a few hundred; anything longer is not one

@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.checkpoints import FaultTolerance, ModelCheckpointLast, ckpt_path
 from lightning_app.defaults import TimedProgressBar, compile_model, fuse, warn_if_bf16_is_slow
-from lightning_app.errors import UsefulErrorParser, check_optimizer
+from lightning_app.errors import UsefulErrorParser, check_config_files, check_optimizer
 from lightning_app.pictures import Pictures, default_pictures
 from lightning_app.record import PROJECT, WANDB_LOGGER, RunLock, RunSummary, SaveRunConfig, experiment_name, name_wandb_run
 from lightning_app.record.logger import skip_unused_launch_inputs
@@ -181,6 +181,7 @@ def check_compatible(model: type, data: type) -> None:
 def main(args: list[str] | None = None) -> AppCLI:
     """Runs the CLI; ``args`` as on the command line (``["fit", "--config", "x.yaml"]``)."""
     try:
+        check_config_files(sys.argv[1:] if args is None else args)
         return AppCLI(args=args)
     except SIGTERMException as stop:  # Lightning's own stop on SIGTERM (e.g. during validation) would exit with 0
         raise SystemExit(128 + signal.SIGTERM) from stop

@@ -33,11 +33,11 @@ from lightning_app.checkpoints.files import (
     load_checkpoint,
     local_path,
     newest_whole_checkpoint,
-    read_bounded,
 )
 from lightning_app.checkpoints.model_class import check_packages, check_shapes, checkpoint_model_class, import_class
 from lightning_app.record.folder import PROJECT, check_logger_names, experiment_name, new_run_id
 from lightning_app.record.logger import WANDB_LOGGER, wandb_group
+from lightning_app.record.read import read_bounded
 
 KEYWORDS = ("best", "hpc", "last")  # paths Lightning resolves itself
 CONFIG_LIMIT = 1 << 24  # bytes: a run's config.yaml is a few kB

@@ -22,7 +22,6 @@ import hashlib
 import os
 import pickle
 import re
-import stat
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -32,43 +31,12 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightning_app.record.read import open_regular, read_bounded
+
 PARTIAL_SUFFIX = ".part"  # not `.ckpt`, so a half-written file is never taken for a checkpoint
 RECORD_SUFFIX = ".sha256"
 RECORD_LIMIT = 1 << 12  # bytes: a record is one line of a digest and a file name
 _checked: dict[str, tuple] = {}  # path -> (device, inode, size, mtime) of the file there known to be whole
-
-
-def open_regular(path: str | Path):
-    """``path`` opened for binary reading if it is a regular file (links followed); else a ``ValueError``
-    naming it (missing: ``FileNotFoundError``). A FIFO is never waited on, a device never read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO returns at once
-    except FileNotFoundError:
-        raise
-    except OSError as error:  # a link loop, no permission
-        raise ValueError(f"{path} cannot be opened ({error.strerror}); replace it with a regular file") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
-        raise ValueError(f"{path} is {kind}, not a regular file: it is not read; give a regular file")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
-def read_bounded(path: str | Path, limit: int) -> bytes:
-    """The bytes of the regular file at ``path`` (links followed), at most ``limit`` of them.
-
-    A file the project reads beside a checkpoint or in a run folder may be anything: a link to
-    ``/dev/zero`` (read whole, it fills the memory), a FIFO (open blocks until a writer comes), a
-    folder, a sparse file of gigabytes. Missing: ``FileNotFoundError``; anything else that is not a
-    regular file of at most ``limit`` bytes: a ``ValueError`` naming the file.
-    """
-    with open_regular(path) as file:
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path} is larger than {limit} bytes, far more than such a file holds: it is not read")
-    return data
 
 
 def record_path(path: str | Path) -> Path:

@@ -11,13 +11,14 @@ file and the field, so the other runs are still compared.
 import json
 import math
 import os
-import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
+from lightning_app.record import read as record_read
 
 MAX_BYTES = 64 * 2**20  # far above any run's record; a bound so that a wrong file cannot fill the memory
 
@@ -42,26 +43,11 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def read_text(path: Path, limit: int = MAX_BYTES) -> str:
-    """The text of ``path`` if it is a regular file (links followed) of at most ``limit`` bytes.
+    """The text of ``path`` if it is a regular file (links followed) of at most ``limit`` bytes (``record/read.py``).
 
-    Raises ValueError naming the file otherwise, OSError when it cannot be opened.
+    Raises ValueError naming the file otherwise, FileNotFoundError when it is missing.
     """
-    # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer; fstat then sees
-    # what was opened, so a file swapped after a check cannot slip through.
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    mode = os.fstat(descriptor).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(descriptor)
-        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-        raise ValueError(f"{path} is {kind}, not a regular file: compare reads only regular files")
-    with os.fdopen(descriptor, "rb") as file:
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path} is larger than compare's limit of {limit} bytes ({limit / 2**20:g} MiB): not a run record")
-    try:
-        return data.decode()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text: {error}") from None
+    return record_read.read_text(path, limit)
 
 
 def read_dict(path: Path, parse: Callable[[str], Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_app.checkpoints.faults import Stopped
-from lightning_app.checkpoints.files import read_bounded
+from lightning_app.record.read import read_bounded
 from lightning_app.record.folder import run_dir
 
 SUMMARY_LIMIT = 1 << 24  # bytes: a summary is a few kB; its file list grows with the pictures, never to this

@@ -30,7 +30,10 @@ from typing import Any
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from lightning_app.record.read import read_text
+
 PARAMETER_KEYS = {"values", "value", "distribution", "min", "max", "q"}
+FILE_LIMIT = 1 << 20  # bytes: a sweep file or a config is a page of YAML
 
 
 class SweepFileError(ValueError):
@@ -186,8 +189,8 @@ class SweepFile:
     def read(cls, path: str | Path) -> "SweepFile":
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as error:
+            raw = yaml.safe_load(read_text(path, FILE_LIMIT))
+        except (OSError, ValueError, yaml.YAMLError) as error:
             raise SweepFileError(f"{path}: cannot read the sweep file: {error}") from None
         try:
             return cls._parse(path, raw)
@@ -258,8 +261,8 @@ def read_sweep_or_config(path: str | Path, metric: str, goal: str) -> SweepFile:
     """A sweep file, or a ``fit`` config as a sweep of its one configuration (repeated over seeds)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        raw = yaml.safe_load(read_text(path, FILE_LIMIT))
+    except (OSError, ValueError, yaml.YAMLError) as error:
         raise SweepFileError(f"{path}: cannot read the file: {error}") from None
     if not is_run_config(raw):
         return SweepFile.read(path)

@@ -197,3 +197,11 @@ def test_a_wrong_value_inside_a_class_is_said_last(in_tmp, capsys):
         main(["fit", *digits("--model.hidden_sizes", "abc")])
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == "In short: model.hidden_sizes: Expected a <class 'collections.abc.Sequence'>. Got value: abc"
+
+
+@pytest.mark.parametrize("form", [["--config", "{}"], ["--config={}"], ["-c", "{}"]])
+def test_a_config_that_is_a_fifo_is_refused_at_once_naming_it(tmp_path, form):
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=f"{fifo} is a FIFO, not a regular file"):
+        main(["fit", *(part.format(fifo) for part in form)])

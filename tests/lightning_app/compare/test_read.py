@@ -46,7 +46,7 @@ def test_a_link_to_a_device_or_a_folder_is_not_read(tmp_path):
     (folder / "metrics.jsonl").mkdir()
     runs, warned = listed(tmp_path)
     assert runs == ["good"]
-    assert f"{device / 'summary.json'} is a device or socket" in warned and f"{folder / 'metrics.jsonl'} is a directory" in warned
+    assert f"{device / 'summary.json'} is a device or socket" in warned and f"{folder / 'metrics.jsonl'} is a folder" in warned
 
 
 def test_read_dict_names_the_file_it_will_not_read(tmp_path):
@@ -58,7 +58,7 @@ def test_read_dict_names_the_file_it_will_not_read(tmp_path):
         compare.read_dict(tmp_path / "list.json", json.loads)
     (tmp_path / "big.json").write_text('{"a": "' + "x" * 100 + '"}')
     assert compare.read_text(tmp_path / "big.json", limit=200).startswith('{"a"')
-    with pytest.raises(ValueError, match="big.json is larger than compare's limit of 100 bytes"):
+    with pytest.raises(ValueError, match="big.json is larger than 100 bytes"):
         compare.read_text(tmp_path / "big.json", limit=100)
     assert compare.MAX_BYTES == 64 * 2**20
 

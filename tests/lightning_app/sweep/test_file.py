@@ -2,6 +2,7 @@
 
 import importlib
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from wandb.sdk.launch.sweeps.utils import load_sweep_config
 
-from lightning_app.sweep.file import SweepFile, SweepFileError
+from lightning_app.sweep.file import SweepFile, SweepFileError, read_sweep_or_config
 from tests.lightning_app.compare.test_main import SWEEP, agent_command, trial_values
 
 BASE = {
@@ -121,3 +122,11 @@ def test_without_optuna_the_command_says_how_to_install_it(monkeypatch):
     monkeypatch.delitem(sys.modules, "lightning_app.sweep.driver", raising=False)
     with pytest.raises(SystemExit, match=r"needs Optuna: pip install -e '.\[sweep\]'"):
         importlib.import_module("lightning_app.sweep.driver")
+
+
+@pytest.mark.parametrize("read", [SweepFile.read, lambda path: read_sweep_or_config(path, "val/acc", "maximize")])
+def test_a_sweep_file_that_is_a_fifo_is_refused_at_once_naming_it(tmp_path, read):
+    fifo = tmp_path / "sweep.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(SweepFileError, match=f"{fifo}: cannot read .*is a FIFO, not a regular file"):
+        read(fifo)
