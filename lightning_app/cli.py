@@ -17,8 +17,9 @@ from lightning_app.checkpoints import FaultTolerance, ModelCheckpointLast, ckpt_
 from lightning_app.defaults import TimedProgressBar, compile_model, fuse, warn_if_bf16_is_slow
 from lightning_app.errors import UsefulErrorParser, check_config_files, check_optimizer
 from lightning_app.pictures import Pictures, default_pictures
-from lightning_app.record import PROJECT, WANDB_LOGGER, RunLock, RunSummary, SaveRunConfig, experiment_name, name_wandb_run
-from lightning_app.record.logger import skip_unused_launch_inputs
+from lightning_app.record.folder import PROJECT, RunLock, experiment_name
+from lightning_app.record.logger import WANDB_LOGGER, SaveRunConfig, name_wandb_run, skip_unused_launch_inputs
+from lightning_app.record.summary import RunSummary
 from lightning_app.schedules import fit_to_run
 
 # Data module attributes that become model arguments of the same name, so a config never repeats them.

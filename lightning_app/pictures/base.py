@@ -23,7 +23,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from lightning_app.pictures.figures import Table
-from lightning_app.record import add_files, run_dir
+from lightning_app.record.folder import run_dir
+from lightning_app.record.summary import add_files
 
 
 def like_model(x: Tensor, model: torch.nn.Module) -> Tensor:

@@ -8,7 +8,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_app.pictures.figures import Table, figure
 from lightning_app.pictures.base import PictureCallback, publish, uncompiled
-from lightning_app.record import run_dir
+from lightning_app.record.folder import run_dir
 
 COLUMNS = ["epoch", "step", "val/loss", "text"]
 

@@ -10,6 +10,7 @@ the process gone does not wait for that.
 import copy
 import json
 import os
+import warnings
 
 import optuna
 from sqlalchemy.engine import make_url
@@ -19,7 +20,9 @@ from lightning_app.sweep.file import SweepFile
 from lightning_app.sweep.trials import HOST, open_storage
 
 STATES = optuna.trial.TrialState
-RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)  # then a trial counts as failed
+with warnings.catch_warnings():  # experimental in Optuna, and stable enough for this
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)  # then a trial counts as failed
 
 
 def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

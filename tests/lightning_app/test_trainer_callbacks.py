@@ -9,7 +9,7 @@ from lightning_app.checkpoints import ModelCheckpointLast
 from lightning_app.cli import AppCLI
 from lightning_app.checkpoints import FaultTolerance
 from lightning_app.defaults import TimedProgressBar
-from lightning_app.record import SaveRunConfig
+from lightning_app.record.logger import SaveRunConfig
 
 CONFIG = str(Path(__file__).parents[2] / "configs" / "digits_mlp.yaml")
 pytestmark = pytest.mark.usefixtures("in_tmp")  # a built CLI locks its run folder under runs/

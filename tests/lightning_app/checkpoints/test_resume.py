@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from datamodules.base import BatchLoader
 from lightning_app.cli import main
 from lightning_app.checkpoints.ckpt_path import continue_run, find_last_checkpoint, resolve_last
-from lightning_app.record import WANDB_LOGGER
+from lightning_app.record.logger import WANDB_LOGGER
 
 ROOT = Path(__file__).parents[3]
 # Digits: 1,294 training images, 21 batches of 64 per epoch. Dropout makes the random state matter.

@@ -15,7 +15,7 @@ from wandb.sdk.lib.config_util import save_config_file_from_dict
 
 from lightning_app import compare
 from lightning_app.cli import main
-from lightning_app.record import RunSummary
+from lightning_app.record.summary import RunSummary
 
 ROOT = Path(__file__).parents[3]
 WANDB = str(Path(sys.executable).parent / "wandb")

@@ -7,7 +7,7 @@ import signal
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_app.record import run_dir
+from lightning_app.record.folder import run_dir
 
 
 class Probe(Callback):
