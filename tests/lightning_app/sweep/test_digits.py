@@ -12,8 +12,8 @@ import optuna
 import pytest
 import yaml
 
-from lightning_app.sweep import driver as sweep_cli
 from lightning_app.cli import main as fit
+from lightning_app.sweep import driver as sweep_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 STATES = optuna.trial.TrialState
@@ -116,7 +116,8 @@ def test_a_sweep_without_wandb(in_tmp):
 
 
 @pytest.mark.parametrize("launcher", ["fork", "subprocess"])
-def test_a_trial_killed_with_sigkill_fails_alone_and_each_trial_is_its_own_process(in_tmp, launcher):
+def test_a_trial_killed_with_sigkill_fails_alone_and_each_trial_is_its_own_process(in_tmp, launcher, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(CONFIG.parents[1]))  # a fresh Python finds the probe in tests/ too
     path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0, 0.1, 0.2]}})
     probe = "--trainer.callbacks+=tests.lightning_app.sweep.probe.Probe"
     study = sweep_cli.main([path, "--workers", "2", "--launcher", launcher, "--", probe])
