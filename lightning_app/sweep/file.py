@@ -186,12 +186,10 @@ class SweepFile:
     identity: dict[str, Any] = field(default_factory=dict)  # what a continued study must share
 
     @classmethod
-    def read(cls, path: str | Path) -> "SweepFile":
+    def read(cls, path: str | Path, raw: Any = None) -> "SweepFile":
+        """The sweep file at ``path``; ``raw``, its YAML when the caller has read it already."""
         path = Path(path)
-        try:
-            raw = yaml.safe_load(read_text(path, FILE_LIMIT))
-        except (OSError, ValueError, yaml.YAMLError) as error:
-            raise SweepFileError(f"{path}: cannot read the sweep file: {error}") from None
+        raw = _load(path, "sweep file") if raw is None else raw
         try:
             return cls._parse(path, raw)
         except SweepFileError as error:
@@ -252,6 +250,13 @@ class SweepFile:
         return line
 
 
+def _load(path: Path, what: str) -> Any:
+    try:
+        return yaml.safe_load(read_text(path, FILE_LIMIT))
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise SweepFileError(f"{path}: cannot read the {what}: {error}") from None
+
+
 def is_run_config(raw: Any) -> bool:
     """A ``fit`` config (``model:``/``trainer:``, no ``parameters:``) rather than a sweep file."""
     return isinstance(raw, dict) and "parameters" not in raw and bool({"model", "trainer", "data"} & set(raw))
@@ -260,12 +265,9 @@ def is_run_config(raw: Any) -> bool:
 def read_sweep_or_config(path: str | Path, metric: str, goal: str) -> SweepFile:
     """A sweep file, or a ``fit`` config as a sweep of its one configuration (repeated over seeds)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(read_text(path, FILE_LIMIT))
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        raise SweepFileError(f"{path}: cannot read the file: {error}") from None
+    raw = _load(path, "file")
     if not is_run_config(raw):
-        return SweepFile.read(path)
+        return SweepFile.read(path, raw)
     command = ["${env}", "${interpreter}", "-m", "lightning_app", "fit", "--config", str(path), "${args}"]
     identity = {"config": str(path), "metric": {"name": metric, "goal": goal}}
     return SweepFile(path, "grid", metric, goal, [], command, identity=identity)  # one point: the config itself

@@ -14,6 +14,7 @@ import queue
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,11 +58,8 @@ class SweepStopped(Exception):
 
 
 def _spread(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, (sum((value - mean) ** 2 for value in values) / (len(values) - 1)) ** 0.5
+    """Mean and sample standard deviation (0 for one value), as ``compare`` computes them."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 class TrialRunner:
