@@ -23,6 +23,7 @@ except ImportError:
 
 from lightning_app.sweep.checks import CheckFailed, check_command, check_storage, parse_here, wandb_off
 from lightning_app.sweep.file import SweepFile, SweepFileError, read_sweep_or_config
+from lightning_app.sweep.grid import SPARE
 from lightning_app.sweep.launch import parse_in_fork
 from lightning_app.sweep.report import report
 from lightning_app.sweep.study import fail_orphans, hidden, open_study, requeue, tally
@@ -106,7 +107,7 @@ def optimize(study: optuna.Study, admin: optuna.Study, runner: TrialRunner, targ
         before = len(study.get_trials(deepcopy=False))
         study.optimize(runner, n_trials=remaining, n_jobs=min(workers, remaining), catch=(TrialFailed,),
                        callbacks=[runner.announce, stop_when_full])  # fmt: skip
-        if len(study.get_trials(deepcopy=False)) == before:  # e.g. a grid with nothing left
+        if all(t.user_attrs.get(SPARE) for t in study.get_trials(deepcopy=False)[before:]):  # a grid with nothing left
             return
 
 

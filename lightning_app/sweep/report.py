@@ -18,6 +18,7 @@ import optuna
 import yaml
 
 from lightning_app.sweep.file import SweepFile
+from lightning_app.sweep.grid import SPARE
 from lightning_app.sweep.trials import CALLBACK
 
 STATES = optuna.trial.TrialState
@@ -64,7 +65,8 @@ def table(study: optuna.Study, sweep: SweepFile) -> str:
 
     header = ["trial", *(p.name.replace(".init_args", "") for p in swept), sweep.metric, "state", "time", "run"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for trial in sorted(study.get_trials(deepcopy=False), key=order):
+    trials = [t for t in study.get_trials(deepcopy=False) if SPARE not in t.user_attrs]  # grid.py: never ran
+    for trial in sorted(trials, key=order):
         value = trial.user_attrs.get("value")
         state = trial.state.name.lower()
         run = trial.user_attrs.get("run") if trial.state != STATES.FAIL else trial.user_attrs.get("log")

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from lightning_app.sweep.file import SweepFile
+from lightning_app.sweep.grid import SPARE, SharedGrid
 from lightning_app.sweep.trials import HOST, open_storage
 
 STATES = optuna.trial.TrialState
@@ -46,7 +47,7 @@ def open_study(sweep: SweepFile, name: str, url: str, seed: int, heartbeat: int)
     which is not running then.
     """
     if sweep.method == "grid":
-        sampler = optuna.samplers.GridSampler(sweep.grid, seed=0)  # one order on every worker, so they share it out
+        sampler = SharedGrid(sweep.grid, url)  # each point once, on any number of machines
     elif sweep.method == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:  # the constant liar keeps parallel workers off each other's running points
@@ -69,8 +70,8 @@ def open_study(sweep: SweepFile, name: str, url: str, seed: int, heartbeat: int)
 
 
 def tally(study: optuna.Study) -> tuple[int, int]:
-    """(finished, running) trials; a failed trial that was queued again counts through its retry."""
-    trials = study.get_trials(deepcopy=False)
+    """(finished, running) trials; a failed trial that was queued again counts through its retry, a spare not."""
+    trials = [t for t in study.get_trials(deepcopy=False) if SPARE not in t.user_attrs]
     retried = {number for trial in trials for number in RETRY.retry_history(trial)}
     done = (STATES.COMPLETE, STATES.PRUNED)
     finished = sum(t.state in done or (t.state == STATES.FAIL and t.number not in retried) for t in trials)

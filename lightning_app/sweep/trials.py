@@ -26,6 +26,7 @@ from lightning_app.compare import read_dict
 from lightning_app.sweep import launch
 from lightning_app.sweep.checks import cli_arguments
 from lightning_app.sweep.file import SweepFile
+from lightning_app.sweep.grid import SPARE
 from lightning_app.sweep.launch import visible_gpus, worker_environments
 
 # Tells machines apart (a sweep fails at once only its own machine's orphans); the variable is for
@@ -43,6 +44,10 @@ def open_storage(url: str, **heartbeat: Any):
 
 class TrialFailed(Exception):
     """The run exited with an error, or did not record the sweep metric."""
+
+
+class Spare(TrialFailed):
+    """A grid trial that found every point held (grid.py): it runs nothing, and ends this worker's search."""
 
 
 class Interrupted(Exception):
@@ -106,6 +111,9 @@ class TrialRunner:
         return [*self.overrides, *seeding, *(logger if self.wandb else []), f"--trainer.callbacks+={CALLBACK}"]
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if trial.user_attrs.get(SPARE):
+            trial.study.stop()
+            raise Spare(f"trial {trial.number}: every grid point is taken")
         if self.interrupted or self.halted:  # started while the sweep stops: queued again like the running ones
             self.stopped.add(trial.number)
             raise Interrupted(f"trial {trial.number} was not started: the sweep is stopping")
@@ -200,6 +208,8 @@ class TrialRunner:
 
     def announce(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """An Optuna callback: one line per finished trial."""
+        if SPARE in trial.user_attrs:
+            return
         value = trial.user_attrs.get("value")
         if value is None:  # failed: why, with the end of its log
             result = trial.user_attrs.get("error", "")

@@ -10,6 +10,8 @@ import optuna
 import pytest
 import yaml
 
+from tests.lightning_app.sweep.test_grid import ask_at_once
+
 pgserver = pytest.importorskip("pgserver", reason="pip install -e '.[test]' (pgserver, psycopg[binary])")
 pytest.importorskip("psycopg", reason="pip install -e '.[test]' (pgserver, psycopg[binary])")
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
@@ -46,7 +48,8 @@ def test_three_machines_finish_the_study_after_one_is_killed_mid_trial(write_swe
     assert [other.returncode for other in others] == [0, 0], outputs
     (in_tmp / "hold-machine-0").unlink()
 
-    trials = optuna.load_study(study_name="sweep", storage=postgres).get_trials()
+    every = optuna.load_study(study_name="sweep", storage=postgres).get_trials()
+    trials = [t for t in every if not t.user_attrs.get("spare")]  # grid.py: one that found every point taken
     done = [t for t in trials if t.state == STATES.COMPLETE]
     assert sorted(t.params["x"] for t in done) == [1, 2, 3, 4, 5, 6]  # each once: nothing lost, nothing twice
     (killed,) = [t for t in trials if t.state == STATES.FAIL]
@@ -57,3 +60,9 @@ def test_three_machines_finish_the_study_after_one_is_killed_mid_trial(write_swe
     for trial in done:  # each parameter set its own run folder, with its own value
         assert yaml.safe_load(open(trial.user_attrs["run"] + "/config.yaml").read())["x"] == trial.params["x"]
     assert len({t.user_attrs["run"] for t in done}) == 6
+
+
+def test_workers_asking_at_once_on_a_server_take_each_point_once(postgres):
+    trials = ask_at_once(postgres, 9, separate=True)  # SELECT ... FOR UPDATE on the study's row
+    assert sorted(t.system_attrs["grid_id"] for t in trials if "grid_id" in t.system_attrs) == list(range(6))
+    assert sum(bool(t.user_attrs.get("spare")) for t in trials) == 3
