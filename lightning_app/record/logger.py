@@ -138,7 +138,7 @@ class SaveRunConfig(SaveConfigCallback):
     """
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
-        text = self.parser.dump(self.config, skip_none=False)
+        text = self.parser.dump(self.config, skip_none=False, skip_validation=True)  # checked when parsed; 0.15 s
         folder = run_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.yaml").write_text(text)

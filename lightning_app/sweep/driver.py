@@ -13,6 +13,7 @@ import math
 import re
 import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from lightning_app.sweep.checks import CheckFailed, check_command, check_storage
 from lightning_app.sweep.file import SweepFile, SweepFileError, read_sweep_or_config
 from lightning_app.sweep.grid import SPARE
 from lightning_app.sweep.launch import parse_in_fork
-from lightning_app.sweep.report import report
+from lightning_app.sweep.report import preload, report
 from lightning_app.sweep.study import fail_orphans, hidden, open_study, requeue, tally
 from lightning_app.sweep.trials import Interrupted, SweepStopped, TrialFailed, TrialRunner
 
@@ -123,6 +124,7 @@ def first_failure(study: optuna.Study) -> str:
 
 def check(sweep: SweepFile, url: str, runner: TrialRunner) -> None:
     """What every trial shares (checks.py): fails the sweep before its first trial."""
+    threading.Thread(target=preload, name="preload-report", daemon=True).start()  # beside the CLI's imports
     try:
         check_storage(url)
         parse = parse_in_fork if runner.launcher == "fork" else parse_here
