@@ -18,7 +18,14 @@ from lightning_app.defaults import TimedProgressBar, compile_model, fuse, warn_i
 from lightning_app.errors import UsefulErrorParser, check_config_files, check_optimizer
 from lightning_app.pictures import Pictures, default_pictures
 from lightning_app.record.folder import PROJECT, RunLock, experiment_name
-from lightning_app.record.logger import WANDB_LOGGER, SaveRunConfig, name_wandb_run, skip_unused_launch_inputs
+from lightning_app.record.logger import (
+    WANDB_LOGGER,
+    SaveRunConfig,
+    name_wandb_run,
+    skip_unused_launch_inputs,
+    start_service,
+    wait_for_service,
+)
 from lightning_app.record.summary import RunSummary
 from lightning_app.schedules import fit_to_run
 
@@ -110,6 +117,7 @@ class AppCLI(LightningCLI):
         self.config, self.checkpoint_links, self.run_folder = ckpt_path.resolve(self.parser, self.config, subcommand, LINKED)
         config = self.config.get(subcommand, self.config)
         name_wandb_run(config, experiment_name(config), subcommand)
+        start_service(config)
 
     def after_instantiate_classes(self) -> None:
         if self.checkpoint_links:
@@ -187,6 +195,7 @@ def main(args: list[str] | None = None) -> AppCLI:
     except SIGTERMException as stop:  # Lightning's own stop on SIGTERM (e.g. during validation) would exit with 0
         raise SystemExit(128 + signal.SIGTERM) from stop
     finally:
+        wait_for_service()
         wandb = sys.modules.get("wandb")  # imported only if a run used it
         if wandb is not None:
             if wandb.run is not None:  # close the run, so the next CLI call in this process starts its own

@@ -5,6 +5,7 @@ import functools
 import netrc
 import os
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from lightning_app.compare import config_id
 from lightning_app.record.folder import run_dir
@@ -104,6 +105,45 @@ def skip_unused_launch_inputs() -> None:
 
     apply_staged.skips_unused = True
     Run._detect_and_apply_job_inputs = apply_staged
+
+
+_service: threading.Thread | None = None  # start_service's thread, while it runs
+
+
+def start_service(config) -> None:
+    """Starts W&B's service process on a thread, while the model, the data and the trainer are built.
+
+    ``wandb.init`` would start it and wait for it to answer (0.2 s); started here, the wait overlaps
+    the work before the run first uses W&B. Only where W&B logs: its logger, rank 0, not disabled.
+    """
+    global _service
+    if getattr(config.trainer.logger, "class_path", None) != WANDB_LOGGER or rank_zero_only.rank != 0:
+        return
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return
+
+    if config.trainer.logger.init_args.get("offline"):  # name_wandb_run decided
+        # What WandbLogger sets when it starts the run, set before W&B reads its settings here, once.
+        os.environ["WANDB_MODE"] = "dryrun"
+
+    def start() -> None:
+        try:
+            import wandb
+
+            wandb.setup()
+        except Exception:  # noqa: BLE001 - wandb.init meets the same problem and says what it is
+            pass
+
+    _service = threading.Thread(target=start, name="wandb-service", daemon=True)
+    _service.start()
+
+
+def wait_for_service() -> None:
+    """Waits for ``start_service``'s thread, so that what it started is there to be torn down."""
+    global _service
+    if _service is not None:
+        _service.join()
+        _service = None
 
 
 def wandb_group(logger, experiment: str) -> str:

@@ -87,9 +87,7 @@ def _run_cli(arguments: list[str], environment: dict[str, str], folder: str, log
     import lightning_app.__main__ as entry
 
     sys.argv = [entry.__file__, *arguments]  # what a DDP launcher restarts for the other ranks
-    from lightning_app.cli import main
-
-    main()
+    entry.run()  # as `python -m lightning_app`: the server's modules frozen out of the collector's reach
 
 
 class ForkedRun:

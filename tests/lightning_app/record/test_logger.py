@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from lightning.pytorch.callbacks import Callback
 
 from lightning_app.cli import main
-from lightning_app.record.logger import LAUNCH_INPUTS, skip_unused_launch_inputs, wandb_offline, wandb_settings
+from lightning_app.record.logger import CONFIG_NAME, LAUNCH_INPUTS, skip_unused_launch_inputs, wandb_offline, wandb_settings
 
 ROOT = Path(__file__).parents[3]
 
@@ -47,9 +48,11 @@ def test_a_run_has_no_console_log_unless_asked(mnist_dir, in_tmp):
     main(fit)
     main([*fit, "--wandb_capture", "true"])
     assert RecordSettings.seen == [("off", True), ("wrap", False)]
-    quiet, captured = sorted((in_tmp / "runs" / "wandb").glob("offline-run-*"))
-    assert not (quiet / "files" / "output.log").exists()
-    assert (captured / "files" / "output.log").is_file()
+    # Told apart by their configs: run folders are named by the second they start, and both may share it.
+    runs = {yaml.safe_load((run / "files" / CONFIG_NAME).read_text())["wandb_capture"]: run
+            for run in (in_tmp / "runs" / "wandb").glob("offline-run-*")}  # fmt: skip
+    assert not (runs[False] / "files" / "output.log").exists()
+    assert (runs[True] / "files" / "output.log").is_file()
 
 
 IMPORTS_LAUNCH = """
@@ -126,3 +129,44 @@ def test_a_wandb_mode_that_is_not_one_is_named(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "bogus")
     with pytest.raises(ValueError, match=r"WANDB_MODE='bogus' is not a W&B mode: set it to one of online, offline"):
         wandb_offline("runs")
+
+
+def _config(class_path: str):
+    from jsonargparse import Namespace
+
+    return Namespace(trainer=Namespace(logger=Namespace(class_path=class_path, init_args=Namespace(offline=True))))
+
+
+@pytest.mark.parametrize(
+    "class_path, mode, rank, started",
+    [
+        ("lightning.pytorch.loggers.WandbLogger", "offline", 0, True),
+        ("lightning.pytorch.loggers.WandbLogger", "disabled", 0, False),  # no service to start
+        ("lightning.pytorch.loggers.WandbLogger", "offline", 1, False),  # the rank that logs starts it
+        ("lightning.pytorch.loggers.CSVLogger", "offline", 0, False),
+    ],
+)
+def test_the_service_starts_early_only_where_w_and_b_logs(class_path, mode, rank, started, monkeypatch):
+    import wandb
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from lightning_app.record import logger
+
+    calls = []
+    monkeypatch.setattr(wandb, "setup", lambda: calls.append(threading.current_thread().name))
+    monkeypatch.setenv("WANDB_MODE", mode)
+    monkeypatch.setattr(rank_zero_only, "rank", rank)
+    logger.start_service(_config(class_path))
+    logger.wait_for_service()
+    assert calls == (["wandb-service"] if started else []) and logger._service is None
+
+
+def test_with_no_key_and_no_wandb_mode_a_run_logs_offline(in_tmp, monkeypatch):
+    """The quickstart on a fresh machine: W&B's service starts early (start_service) in the mode the run will use."""
+    for variable in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", str(in_tmp))  # no ~/.netrc
+    main(["fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.max_epochs", "1", "--pictures", "false",
+          "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    (run,) = (in_tmp / "runs" / "wandb").glob("offline-run-*")
+    assert (run / "files" / CONFIG_NAME).is_file()

@@ -7,18 +7,21 @@ import optuna
 import pytest
 
 from lightning_app.sweep.grid import SPARE, SharedGrid
+from lightning_app.sweep.study import retry
+from lightning_app.sweep.trials import open_storage
 
 GRID = {"x": [1, 2, 3, 4, 5, 6]}
 
 
 def ask_at_once(url: str, askers: int, separate: bool) -> list[optuna.trial.FrozenTrial]:
     """``askers`` threads start a trial at the same moment, on one study object or each on its own."""
-    optuna.create_study(storage=url, study_name="grid", sampler=SharedGrid(GRID, url))
-    shared = optuna.load_study(storage=url, study_name="grid", sampler=SharedGrid(GRID, url))
+    optuna.create_study(storage=open_storage(url), study_name="grid", sampler=SharedGrid(GRID, url))
+    shared = optuna.load_study(storage=open_storage(url), study_name="grid", sampler=SharedGrid(GRID, url))
     barrier = threading.Barrier(askers)
 
     def ask(_):
-        study = optuna.load_study(storage=url, study_name="grid", sampler=SharedGrid(GRID, url)) if separate else shared
+        own = separate and optuna.load_study(storage=open_storage(url), study_name="grid", sampler=SharedGrid(GRID, url))
+        study = own or shared
         barrier.wait()
         return study.ask().number
 
@@ -44,10 +47,9 @@ def test_a_retry_keeps_its_point_and_no_fresh_trial_takes_it(tmp_path):
     first.suggest_categorical("x", GRID["x"])
     study.tell(first, state=optuna.trial.TrialState.FAIL)
     frozen = study.get_trials(deepcopy=False)[0]
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, params=frozen.params,
-                                              distributions=frozen.distributions, system_attrs=frozen.system_attrs))  # fmt: skip
-    retry = study.ask()
-    assert retry.suggest_categorical("x", GRID["x"]) == frozen.params["x"]
+    retry(study, frozen)  # as the sweep queues a trial again (its point in its system attributes)
+    again = study.ask()
+    assert again.suggest_categorical("x", GRID["x"]) == frozen.params["x"]
     others = [study.ask() for _ in range(6)]
     values = [t.suggest_categorical("x", GRID["x"]) for t in others[:5]]
     assert sorted([*values, frozen.params["x"]]) == GRID["x"] and others[5].user_attrs.get(SPARE)
