@@ -4,7 +4,7 @@ Optuna's GridSampler gives trial N the N-th point and, once the numbers pass the
 a point no trial holds yet, or, when there is none, a running one again: two workers that finish
 at the same moment both start the last point (its docs say so). Here a point is chosen under a
 lock that every worker of the study takes: a ``SELECT ... FOR UPDATE`` of the study's row in a
-server database, ``flock`` on the file of a SQLite one. A trial created when every point is held
+server database, ``flock`` on the folder of a SQLite one. A trial created when every point is held
 (another worker took the last one after this worker counted the study) gets no point: it is
 ``spare``, the runner does not run it, and neither the tally nor the report counts it.
 """
@@ -59,7 +59,9 @@ class SharedGrid(optuna.samplers.GridSampler):
             if not url.database or url.database == ":memory:":  # one process: the thread lock is all
                 yield
                 return
-            descriptor = os.open(url.database, os.O_RDONLY)  # SQLite's own locks are fcntl's, apart from flock
+            # The database's folder, not its file: closing any descriptor of the file would drop the
+            # fcntl locks SQLite's connections in this process hold on it (SQLite's "POSIX locks" caveat).
+            descriptor = os.open(os.path.dirname(os.path.abspath(url.database)), os.O_RDONLY)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
                 yield

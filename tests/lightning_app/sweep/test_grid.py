@@ -1,5 +1,8 @@
 """SharedGrid: workers asking at once take each grid point once; the late ones are spares."""
 
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -53,3 +56,17 @@ def test_a_retry_keeps_its_point_and_no_fresh_trial_takes_it(tmp_path):
     others = [study.ask() for _ in range(6)]
     values = [t.suggest_categorical("x", GRID["x"]) for t in others[:5]]
     assert sorted([*values, frozen.params["x"]]) == GRID["x"] and others[5].user_attrs.get(SPARE)
+
+
+@pytest.mark.slow
+def test_three_sweeps_started_at_once_on_a_new_sqlite_study_run_each_point_once(write_sweep, in_tmp):
+    """They create the study's tables at once (open_storage retries), and lock the grid, not SQLite's own file."""
+    path = write_sweep(x={"values": [1, 2, 3, 4, 5, 6, 7, 8]})
+    command = [sys.executable, "-m", "lightning_app.sweep", path, "--workers", "2"]
+    sweeps = [subprocess.Popen(command, env={**os.environ, "LIGHTNING_APP_SWEEP_HOST": host}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True) for host in "abc"]  # fmt: skip
+    outputs = [sweep.communicate(timeout=300)[0] for sweep in sweeps]
+    assert [sweep.returncode for sweep in sweeps] == [0, 0, 0], outputs
+    trials = optuna.load_study(study_name="sweep", storage="sqlite:///runs/sweeps/sweep/study.db").get_trials()
+    assert sorted(t.params["x"] for t in trials if t.state.name == "COMPLETE") == list(range(1, 9))
+    assert all(t.user_attrs.get(SPARE) for t in trials if t.state.name != "COMPLETE")
