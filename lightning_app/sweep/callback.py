@@ -18,7 +18,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning_app.checkpoints import Stopped
 from lightning_app.record.folder import run_dir
 from lightning_app.sweep.study import alive
-from lightning_app.sweep.trials import ENV, open_storage
+from lightning_app.sweep.study import open_storage
+from lightning_app.sweep.trials import ENV
 
 
 def make_pruner(pruning: dict[str, int] | None):

@@ -25,9 +25,10 @@ from pathlib import Path
 
 # What every trial imports: loaded once into the fork server. The last one parses the trials'
 # command line once there (WARM), which loads what the CLI's parser loads lazily.
-# The callback's Optuna storage imports its models and alembic (0.3 s) when each trial opens it.
+# The callback's Optuna storage imports its models and alembic (0.3 s) when each trial opens it;
+# Digits, the offline default, imports scikit-learn's datasets when it sets up (300 modules).
 PRELOAD = ["torch", "lightning", "wandb", "lightning_app.cli", "lightning_app.sweep.callback", "modules", "datamodules",
-           "optuna.storages._rdb.models", "alembic.migration", "lightning_app.sweep.warm"]  # fmt: skip
+           "optuna.storages._rdb.models", "alembic.migration", "sklearn.datasets", "lightning_app.sweep.warm"]  # fmt: skip
 WARM = "LIGHTNING_APP_SWEEP_WARM"
 _context = None
 

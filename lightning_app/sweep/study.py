@@ -10,7 +10,10 @@ the process gone does not wait for that.
 import copy
 import json
 import os
+import random
+import time
 import warnings
+from typing import Any
 
 import optuna
 from sqlalchemy.engine import make_url
@@ -18,12 +21,32 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lightning_app.sweep.file import SweepFile
 from lightning_app.sweep.grid import SPARE, SharedGrid
-from lightning_app.sweep.trials import HOST, open_storage
+from lightning_app.sweep.trials import HOST
 
 STATES = optuna.trial.TrialState
 with warnings.catch_warnings():  # experimental in Optuna, and stable enough for this
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)  # then a trial counts as failed
+
+
+# What a database says when another worker created its tables (or stamped its version) at the same moment.
+CREATED_BESIDE = ("already exists", "UNIQUE constraint failed", "duplicate key")
+
+
+def open_storage(url: str, **heartbeat: Any):
+    """Optuna's database storage; SQLite waits for the other workers' writes instead of failing at once.
+
+    Workers that open a new database at the same moment all create its tables; those that find them
+    made by another while they did open it again, after a moment (a few times: others may race too).
+    """
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **heartbeat)
+        except SQLAlchemyError as error:
+            if attempt == 4 or not any(text in str(error) for text in CREATED_BESIDE):
+                raise
+            time.sleep(random.uniform(0.05, 0.3))
 
 
 def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -11,19 +11,16 @@ its share of the CPU cores (``OMP_NUM_THREADS``, which sets torch's threads): la
 import json
 import os
 import queue
-import random
 import secrets
 import signal
 import socket
 import statistics
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy.exc import SQLAlchemyError
 
 from lightning_app.compare import read_dict
 from lightning_app.sweep import launch
@@ -37,26 +34,6 @@ from lightning_app.sweep.launch import visible_gpus, worker_environments
 HOST = os.environ.get("LIGHTNING_APP_SWEEP_HOST") or socket.gethostname()
 ENV = "LIGHTNING_APP_SWEEP"  # how a trial learns its study: see callback.py
 CALLBACK = "lightning_app.sweep.callback.SweepTrial"  # not imported here: it imports Lightning (seconds)
-
-
-# What a database says when another worker created its tables (or stamped its version) at the same moment.
-CREATED_BESIDE = ("already exists", "UNIQUE constraint failed", "duplicate key")
-
-
-def open_storage(url: str, **heartbeat: Any):
-    """Optuna's database storage; SQLite waits for the other workers' writes instead of failing at once.
-
-    Workers that open a new database at the same moment all create its tables; those that find them
-    made by another while they did open it again, after a moment (a few times: others may race too).
-    """
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **heartbeat)
-        except SQLAlchemyError as error:
-            if attempt == 4 or not any(text in str(error) for text in CREATED_BESIDE):
-                raise
-            time.sleep(random.uniform(0.05, 0.3))
 
 
 class TrialFailed(Exception):

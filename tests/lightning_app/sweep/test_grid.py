@@ -10,8 +10,7 @@ import optuna
 import pytest
 
 from lightning_app.sweep.grid import SPARE, SharedGrid
-from lightning_app.sweep.study import retry
-from lightning_app.sweep.trials import open_storage
+from lightning_app.sweep.study import open_storage, retry
 
 GRID = {"x": [1, 2, 3, 4, 5, 6]}
 
