@@ -51,6 +51,20 @@ def test_optuna_trials_carry_the_storage_id_the_sweep_hands_to_each_trial():
     assert isinstance(trial._trial_id, int)
 
 
+def test_optuna_internals_that_the_shared_grid_reads():
+    """lightning_app/sweep/grid.py: GridSampler's shuffled points and search space, the study's storage and
+    id, the trial's cached frozen copy handed to ``before_trial``, and the name of the studies table it locks."""
+    import optuna
+    from optuna.storages._rdb.models import StudyModel
+
+    sampler = optuna.samplers.GridSampler({"x": [1, 2]}, seed=0)
+    assert sorted(sampler._all_grids) == [(1,), (2,)] and sampler._search_space == {"x": [1, 2]}
+    study = optuna.create_study(sampler=sampler)
+    assert isinstance(study._study_id, int) and hasattr(study._storage, "get_all_trials")
+    assert "self.study.sampler.before_trial(study, self._cached_frozen_trial)" in inspect.getsource(optuna.trial.Trial)
+    assert StudyModel.__tablename__ == "studies"
+
+
 @pytest.mark.parametrize("old", sorted(lightning_app.MOVED))
 def test_a_moved_module_loads_under_its_old_name_and_names_its_new_one(old, monkeypatch):
     monkeypatch.delitem(sys.modules, old, raising=False)  # as in a new process
