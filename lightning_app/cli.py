@@ -22,6 +22,7 @@ from lightning_app.record.logger import (
     WANDB_LOGGER,
     SaveRunConfig,
     name_wandb_run,
+    quiet_start,
     skip_unused_launch_inputs,
     start_service,
     wait_for_service,
@@ -130,6 +131,7 @@ class AppCLI(LightningCLI):
         logger = self.trainer.logger
         if isinstance(logger, WandbLogger):
             skip_unused_launch_inputs()
+            quiet_start(logger)
         if self.run_folder is not None or (isinstance(logger, WandbLogger) and logger.version is not None):
             lock.acquire(self.trainer)  # the folder is known: locked before the logger opens a run there
         self.trainer.callbacks.append(RunSummary())

@@ -43,6 +43,12 @@ def test_wandb_applies_staged_launch_inputs_through_the_hook_the_logger_wraps():
     assert list(inspect.signature(Run._detect_and_apply_job_inputs).parameters) == ["self"]
 
 
+def test_wandb_logger_keeps_the_init_arguments_quiet_start_edits():
+    from lightning.pytorch.loggers import WandbLogger
+
+    assert WandbLogger(offline=True)._wandb_init["anonymous"] is None  # record/logger.py: quiet_start
+
+
 def test_optuna_trials_carry_the_storage_id_the_sweep_hands_to_each_trial():
     import optuna
 

@@ -170,3 +170,13 @@ def test_with_no_key_and_no_wandb_mode_a_run_logs_offline(in_tmp, monkeypatch):
           "--trainer.enable_progress_bar", "false"])  # fmt: skip
     (run,) = (in_tmp / "runs" / "wandb").glob("offline-run-*")
     assert (run / "files" / CONFIG_NAME).is_file()
+
+
+def test_a_first_run_prints_no_w_and_b_warning_about_settings_nobody_set(in_tmp, monkeypatch, capfd):
+    monkeypatch.delenv("WANDB_SILENT", raising=False)  # W&B's warnings shown, as a user sees them
+    main(["fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.max_epochs", "1", "--pictures", "false",
+          "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    printed = capfd.readouterr()
+    shown = printed.out + printed.err
+    assert "wandb" in shown  # W&B did print (its offline-run lines)
+    assert "anonymous setting has no effect" not in shown and "git root" not in shown
