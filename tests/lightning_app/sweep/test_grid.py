@@ -69,3 +69,5 @@ def test_three_sweeps_started_at_once_on_a_new_sqlite_study_run_each_point_once(
     trials = optuna.load_study(study_name="sweep", storage="sqlite:///runs/sweeps/sweep/study.db").get_trials()
     assert sorted(t.params["x"] for t in trials if t.state.name == "COMPLETE") == list(range(1, 9))
     assert all(t.user_attrs.get(SPARE) for t in trials if t.state.name != "COMPLETE")
+    rows = (in_tmp / "runs/sweeps/sweep/trials.md").read_text().splitlines()[2:]
+    assert len(rows) == 8 and all("| complete |" in row for row in rows)  # spares are not in the table
