@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from lightning.pytorch.loggers import WandbLogger
@@ -22,7 +23,7 @@ from lightning_app.record.logger import (
     WANDB_LOGGER,
     SaveRunConfig,
     name_wandb_run,
-    quiet_start,
+    prepare_init,
     skip_unused_launch_inputs,
     start_service,
     wait_for_service,
@@ -110,6 +111,17 @@ class AppCLI(LightningCLI):
         """Lightning re-parses the checkpoint's hyperparameters here, unchecked; ``ckpt_path.resolve`` does it
         in ``before_instantiate_classes``, once the file and its model class are checked."""
 
+    def _dump_config(self) -> None:
+        """Lightning's dump of the config, whose model and data sections become their hyperparameters, without
+        validating the whole config a second time: it was checked when parsed, and checking it again cost
+        0.15-0.35 s of every run and sweep trial (docs/speed.md)."""
+        if hasattr(self, "config_dump"):
+            return
+        text = self.parser.dump(self.config, skip_link_targets=False, skip_none=False, skip_validation=True)
+        self.config_dump = yaml.safe_load(text)
+        if "subcommand" in self.config:
+            self.config_dump = self.config_dump[self.config.subcommand]
+
     def before_instantiate_classes(self) -> None:
         subcommand = str(self.subcommand)
         config = self.config.get(subcommand, self.config)
@@ -131,7 +143,7 @@ class AppCLI(LightningCLI):
         logger = self.trainer.logger
         if isinstance(logger, WandbLogger):
             skip_unused_launch_inputs()
-            quiet_start(logger)
+            prepare_init(logger)
         if self.run_folder is not None or (isinstance(logger, WandbLogger) and logger.version is not None):
             lock.acquire(self.trainer)  # the folder is known: locked before the logger opens a run there
         self.trainer.callbacks.append(RunSummary())

@@ -43,10 +43,14 @@ def test_wandb_applies_staged_launch_inputs_through_the_hook_the_logger_wraps():
     assert list(inspect.signature(Run._detect_and_apply_job_inputs).parameters) == ["self"]
 
 
-def test_wandb_logger_keeps_the_init_arguments_quiet_start_edits():
+def test_wandb_logger_keeps_the_init_arguments_prepare_init_edits():
     from lightning.pytorch.loggers import WandbLogger
 
-    assert WandbLogger(offline=True)._wandb_init["anonymous"] is None  # record/logger.py: quiet_start
+    assert WandbLogger(offline=True)._wandb_init["anonymous"] is None  # record/logger.py: prepare_init
+    logger = WandbLogger(offline=True, save_dir="runs")
+    assert logger._wandb_init["dir"] == "runs"  # what wandb.init gets; prepare_init makes it absolute
+    logger._wandb_init["dir"] = "/elsewhere/runs"
+    assert logger.save_dir == "runs"  # the logger's own, and the saved config's, unchanged
 
 
 def test_optuna_trials_carry_the_storage_id_the_sweep_hands_to_each_trial():
@@ -88,3 +92,19 @@ def test_an_old_sweep_trials_callback_path_still_parses(tmp_path):
                        "--trainer.default_root_dir", str(tmp_path),
                        "--trainer.callbacks+=lightning_app.progress.TimedProgressBar"], run=False)  # fmt: skip
     assert any(type(c).__name__ == "TimedProgressBar" for c in cli.trainer.callbacks)
+
+
+def test_lightning_cli_takes_the_hyperparameters_from_the_dump_appcli_makes_without_validating_again(tmp_path):
+    # AppCLI._dump_config is Lightning's without the second validation (0.15-0.35 s a run); Lightning's
+    # instantiators read the model's and the data's hyperparameters from `config_dump`.
+    from lightning.pytorch.cli import _InstantiatorFn
+
+    assert "self.cli._dump_config()" in inspect.getsource(_InstantiatorFn.__call__)
+    assert "config_dump" in inspect.getsource(_InstantiatorFn.__call__)
+    cli = AppCLI(args=["--config", "configs/digits_mlp.yaml", "--trainer.logger", "false",
+                       "--trainer.default_root_dir", str(tmp_path)], run=False)  # fmt: skip
+    ours = cli.config_dump
+    del cli.config_dump
+    LightningCLI._dump_config(cli)
+    assert ours == cli.config_dump
+    assert cli.model.hparams["input_shape"] == (1, 8, 8) and cli.model.hparams["hidden_sizes"] == [128, 64]
