@@ -1,3 +1,6 @@
+import gzip
+
+import numpy as np
 import pytest
 import torch
 
@@ -45,3 +48,35 @@ def test_a_split_without_images_is_an_error_not_a_run_on_nothing():
     data.setup("fit")  # training is possible
     with pytest.raises(ValueError, match="Digits: the test split has no images; check the data files and the split"):
         data.setup("test")
+
+
+def test_the_digits_are_scikit_learns_read_without_importing_it():
+    from sklearn.datasets import load_digits
+
+    from datamodules.digits import digits_file, read_digits
+
+    pixels, labels = read_digits(digits_file())
+    digits = load_digits()
+    assert (pixels == digits.images).all() and (labels == digits.target).all() and labels.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not gzip", "not scikit-learn's digits"),
+        (gzip.compress(b""), "0 rows of 1 values"),
+        (gzip.compress(b"1,2,3\n"), "1 rows of 3 values"),
+        (gzip.compress(b"a,b\n"), "not scikit-learn's digits"),
+        (gzip.compress(("0," * 64 + "12\n").encode() * 1797), "labels 0..9"),
+        (gzip.compress(("0," * 63 + "0.5,1\n").encode() * 1797), "whole pixels"),
+    ],
+    ids=["not-gzip", "empty", "short", "text", "label-12", "half-pixel"],
+)
+def test_a_broken_digits_file_is_named_and_nothing_trains_on_it(tmp_path, monkeypatch, content, message):
+    path = tmp_path / "digits.csv.gz"
+    path.write_bytes(content)
+    monkeypatch.setattr("datamodules.digits.digits_file", lambda: path)
+    data = Digits()
+    with pytest.raises(ValueError, match=message) as error:
+        data.setup("fit")
+    assert str(path) in str(error.value)
