@@ -1,6 +1,7 @@
 import gc
 
 from lightning_app.cli import main
+from lightning_app.quick_exit import quick_exit
 
 
 def run() -> None:
@@ -17,3 +18,4 @@ def run() -> None:
 
 if __name__ == "__main__":
     run()
+    quick_exit()  # skips tearing down torch, Lightning and W&B object by object
