@@ -107,17 +107,20 @@ def skip_unused_launch_inputs() -> None:
     Run._detect_and_apply_job_inputs = apply_staged
 
 
-def quiet_start(logger: WandbLogger) -> None:
-    """Spares every run two W&B warnings that are about nothing the user set.
+def prepare_init(logger: WandbLogger) -> None:
+    """Edits what the logger will hand ``wandb.init``: no warning about what nobody set, absolute paths.
 
     Lightning hands ``wandb.init`` ``anonymous=None`` whatever the config says, and W&B warns that the
     setting has no effect: left out when it is None. W&B looks for a git repository from the save
-    folder and warns when that folder does not exist yet (a first run): it is made first.
+    folder and warns when that folder does not exist yet (a first run): it is made first. The folder
+    is given as an absolute path: a W&B service that several processes share (a sweep's trials,
+    launch.py) resolves a relative one against its own working folder. The saved config keeps it as given.
     """
     if "anonymous" in logger._wandb_init and logger._wandb_init["anonymous"] is None:
         del logger._wandb_init["anonymous"]
     if logger.save_dir:
         Path(logger.save_dir).mkdir(parents=True, exist_ok=True)
+        logger._wandb_init["dir"] = os.path.abspath(logger.save_dir)
 
 
 _service: threading.Thread | None = None  # start_service's thread, while it runs

@@ -25,9 +25,10 @@ except ImportError:
 from lightning_app.sweep.checks import CheckFailed, check_command, check_storage, parse_here, wandb_off
 from lightning_app.sweep.file import SweepFile, SweepFileError, read_sweep_or_config
 from lightning_app.sweep.grid import SPARE
-from lightning_app.sweep.launch import parse_in_fork
+from lightning_app.sweep.launch import parse_in_fork, share_wandb_service
 from lightning_app.sweep.report import preload, report
 from lightning_app.sweep.study import fail_orphans, hidden, open_study, requeue, tally
+from lightning_app.sweep.study import preload as preload_storage
 from lightning_app.sweep.trials import Interrupted, SweepStopped, TrialFailed, TrialRunner
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
@@ -122,15 +123,27 @@ def first_failure(study: optuna.Study) -> str:
     return head if len(lines) == 1 else f"{head}: {lines[-1].strip()} (log: {failed[0].user_attrs.get('log')})"
 
 
-def check(sweep: SweepFile, url: str, runner: TrialRunner) -> None:
-    """What every trial shares (checks.py): fails the sweep before its first trial."""
-    threading.Thread(target=preload, name="preload-report", daemon=True).start()  # beside the CLI's imports
+def prepare(wandb: bool) -> None:
+    """What the trials and the study need, while the driver waits for the trials' fork server: the
+    storage's modules (the study opens right after the checks) and W&B's service (launch.py)."""
+    preload_storage()
+    if wandb:
+        share_wandb_service()
+
+
+def check(sweep: SweepFile, url: str, runner: TrialRunner) -> threading.Thread:
+    """What every trial shares (checks.py): fails the sweep before its first trial. Returns the thread
+    that prepares the study and the trials meanwhile: joined before either starts."""
+    threading.Thread(target=preload, name="preload-report", daemon=True).start()
+    preparing = threading.Thread(target=prepare, args=(runner.wandb,), name="prepare", daemon=True)
+    preparing.start()
     try:
         check_storage(url)
         parse = parse_in_fork if runner.launcher == "fork" else parse_here
         check_command(sweep, runner.extra("check", "check", runner.seeds[0] if runner.seeds else None), parse)
     except CheckFailed as error:
         raise SystemExit(f"error: {error}") from None
+    return preparing
 
 
 def main(argv: list[str] | None = None) -> optuna.Study:
@@ -152,7 +165,7 @@ def main(argv: list[str] | None = None) -> optuna.Study:
     url = args.storage or f"sqlite:///{folder / 'study.db'}"
     runner = TrialRunner(sweep, name, folder, url, pruning, args.workers, args.overrides, args.seeds, not no_wandb,
                          args.launcher)  # fmt: skip
-    check(sweep, url, runner)
+    check(sweep, url, runner).join()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are announced here, one line each
     study, admin = open_study(sweep, name, url, args.seed, args.heartbeat)
     seeds = f", seeds {args.seeds} per configuration" if args.seeds else ""

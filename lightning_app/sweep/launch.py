@@ -9,8 +9,8 @@ so a crash, an out-of-memory kill or a ``kill -9`` of a trial fails that trial o
 takes the trial's environment (``CUDA_VISIBLE_DEVICES``, ``OMP_NUM_THREADS``, ``WANDB_*``) before
 anything initialises CUDA (the server imports torch but never touches a device), its working
 folder, and writes its output to the trial's log; its exit code is the run's, and a signal that
-kills it reads as ``-signal``, as with a subprocess. W&B starts its service in each child, as in
-any process.
+kills it reads as ``-signal``, as with a subprocess. Trials that log to W&B share one W&B service,
+started by the sweep (``share_wandb_service``), as W&B does for the child processes of a process.
 """
 
 import json
@@ -25,10 +25,9 @@ from pathlib import Path
 
 # What every trial imports: loaded once into the fork server. The last one parses the trials'
 # command line once there (WARM), which loads what the CLI's parser loads lazily.
-# The callback's Optuna storage imports its models and alembic (0.3 s) when each trial opens it;
-# Digits, the offline default, imports scikit-learn's datasets when it sets up (300 modules).
+# The callback's Optuna storage imports its models and alembic (0.3 s) when each trial opens it.
 PRELOAD = ["torch", "lightning", "wandb", "lightning_app.cli", "lightning_app.sweep.callback", "modules", "datamodules",
-           "optuna.storages._rdb.models", "alembic.migration", "sklearn.datasets", "lightning_app.sweep.warm"]  # fmt: skip
+           "optuna.storages._rdb.models", "alembic.migration", "lightning_app.sweep.warm"]  # fmt: skip
 WARM = "LIGHTNING_APP_SWEEP_WARM"
 _context = None
 
@@ -69,6 +68,21 @@ def worker_environments(workers: int, gpus: list[str], cores: int) -> list[dict[
             environment["CUDA_VISIBLE_DEVICES"] = ",".join(share)
         environments.append(environment)
     return environments
+
+
+def share_wandb_service() -> None:
+    """Starts W&B's service in this process, once for every trial.
+
+    ``wandb.setup()`` puts the service's address in ``WANDB_SERVICE``, which each trial's environment
+    takes from this one: a trial connects to it rather than starting and awaiting its own (0.2 s a
+    trial). The service ends with this process (W&B's exit hook); a trial that dies leaves it running.
+    """
+    try:
+        import wandb
+
+        wandb.setup()
+    except Exception:  # noqa: BLE001 - then each trial starts its own, and says what is wrong
+        pass
 
 
 def _run_cli(arguments: list[str], environment: dict[str, str], folder: str, log: str) -> None:

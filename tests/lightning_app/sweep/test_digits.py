@@ -148,3 +148,16 @@ def test_ctrl_c_stops_forked_trials_and_queues_them_again(in_tmp):
     assert states == [STATES.FAIL, STATES.WAITING]  # the stopped trial, queued again
     (run,) = (in_tmp / "runs/lightning_app").iterdir()
     assert json.loads((run / "summary.json").read_text())["status"] != "running"  # it stopped, and said so
+
+
+def test_the_trials_share_the_sweeps_wandb_service_and_each_run_arrives_whole(in_tmp):
+    from tests.lightning_app.test_cli import wandb_run
+
+    study = sweep_cli.main([write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0, 0.1]}})])
+    done = study.get_trials(states=(STATES.COMPLETE,))
+    assert len(done) == 2
+    for trial in done:
+        (folder,) = (in_tmp / "runs/wandb").glob(f"offline-run-*-{Path(trial.user_attrs['run']).name}")
+        assert "Connected to an existing wandb-core service via WANDB_SERVICE" in (folder / "logs/debug.log").read_text()
+        run = wandb_run(folder)
+        assert run["state"] == "finished" and run["summary"]["val/acc_best"] == pytest.approx(trial.value)
