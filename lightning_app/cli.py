@@ -26,6 +26,7 @@ from lightning_app.record.logger import (
     prepare_init,
     skip_unused_launch_inputs,
     start_service,
+    start_service_early,
     wait_for_service,
 )
 from lightning_app.record.summary import RunSummary
@@ -45,6 +46,7 @@ class AppCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         self.run_folder = None  # a run without a logger: its own folder (lightning_app/record/folder.py)
         self.checkpoint_links: dict[str, Any] = {}  # the --ckpt_path checkpoint's values of LINKED
+        start_service_early(sys.argv[1:] if args is None else args)
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,

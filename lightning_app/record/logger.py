@@ -123,22 +123,13 @@ def prepare_init(logger: WandbLogger) -> None:
         logger._wandb_init["dir"] = os.path.abspath(logger.save_dir)
 
 
-_service: threading.Thread | None = None  # start_service's thread, while it runs
+_service: threading.Thread | None = None  # the thread that starts W&B's service, while it runs
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
-def start_service(config) -> None:
-    """Starts W&B's service process on a thread, while the model, the data and the trainer are built.
-
-    ``wandb.init`` would start it and wait for it to answer (0.2 s); started here, the wait overlaps
-    the work before the run first uses W&B. Only where W&B logs: its logger, rank 0, not disabled.
-    """
+def _start(offline: bool) -> None:
     global _service
-    if getattr(config.trainer.logger, "class_path", None) != WANDB_LOGGER or rank_zero_only.rank != 0:
-        return
-    if os.environ.get("WANDB_MODE") == "disabled":
-        return
-
-    if config.trainer.logger.init_args.get("offline"):  # name_wandb_run decided
+    if offline:
         # What WandbLogger sets when it starts the run, set before W&B reads its settings here, once.
         os.environ["WANDB_MODE"] = "dryrun"
 
@@ -152,6 +143,38 @@ def start_service(config) -> None:
 
     _service = threading.Thread(target=start, name="wandb-service", daemon=True)
     _service.start()
+
+
+def start_service_early(args: list[str]) -> None:
+    """Starts W&B's service before the command line is parsed, where the run logs offline by the
+    environment alone (``WANDB_MODE`` offline, or no API key: no request decides it) and the command
+    line names no logger: the service's process then starts on another core during the parsing
+    rather than after it, when the run would wait for it. A run whose config turns out to log
+    elsewhere tears it down at its end, as every run does.
+    """
+    if rank_zero_only.rank != 0 or not args or args[0] not in SUBCOMMANDS:
+        return
+    if any(arg.startswith(("--trainer.logger", "--print_config", "--help", "-h")) for arg in args):
+        return
+    mode = os.environ.get("WANDB_MODE")
+    if mode in ("offline", "dryrun") or (mode is None and not _has_key()):
+        _start(offline=True)
+
+
+def start_service(config) -> None:
+    """Starts W&B's service process on a thread, while the model, the data and the trainer are built.
+
+    ``wandb.init`` would start it and wait for it to answer (0.2 s); started here, the wait overlaps
+    the work before the run first uses W&B. Only where W&B logs: its logger, rank 0, not disabled;
+    not again where ``start_service_early`` started it.
+    """
+    if _service is not None:
+        return
+    if getattr(config.trainer.logger, "class_path", None) != WANDB_LOGGER or rank_zero_only.rank != 0:
+        return
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return
+    _start(offline=bool(config.trainer.logger.init_args.get("offline")))  # name_wandb_run decided
 
 
 def wait_for_service() -> None:

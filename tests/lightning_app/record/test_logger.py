@@ -161,6 +161,41 @@ def test_the_service_starts_early_only_where_w_and_b_logs(class_path, mode, rank
     assert calls == (["wandb-service"] if started else []) and logger._service is None
 
 
+@pytest.mark.parametrize(
+    "args, mode, key, rank, started",
+    [
+        (["fit", "--config", "x.yaml"], "offline", False, 0, True),
+        (["test", "--config", "x.yaml"], "dryrun", True, 0, True),
+        (["fit", "--config", "x.yaml"], None, False, 0, True),  # no key: offline, as the run will be
+        (["fit", "--config", "x.yaml"], None, True, 0, False),  # a key: a request decides, after parsing
+        (["fit", "--config", "x.yaml"], "online", True, 0, False),
+        (["fit", "--config", "x.yaml"], "disabled", False, 0, False),
+        (["fit", "--config", "x.yaml", "--trainer.logger", "false"], "offline", False, 0, False),
+        (["fit", "--config", "x.yaml", "--trainer.logger=lightning.pytorch.loggers.CSVLogger"], "offline", False, 0, False),
+        (["fit", "--config", "x.yaml", "--print_config"], "offline", False, 0, False),
+        (["--config", "x.yaml"], "offline", False, 0, False),  # no subcommand: nothing runs
+        (["fit", "--config", "x.yaml"], "offline", False, 1, False),  # the rank that logs starts it
+    ],
+)
+def test_the_service_starts_before_parsing_only_where_the_environment_alone_says_offline(
+    args, mode, key, rank, started, monkeypatch
+):
+    import wandb
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from lightning_app.record import logger
+
+    calls = []
+    monkeypatch.setattr(wandb, "setup", lambda: calls.append(os.environ["WANDB_MODE"]))
+    for variable, value in (("WANDB_MODE", mode), ("WANDB_API_KEY", "k" * 40 if key else None)):
+        monkeypatch.setenv(variable, value) if value else monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(logger, "_has_key", lambda: key)
+    monkeypatch.setattr(rank_zero_only, "rank", rank)
+    logger.start_service_early(args)
+    logger.wait_for_service()
+    assert calls == (["dryrun"] if started else [])
+
+
 def test_with_no_key_and_no_wandb_mode_a_run_logs_offline(in_tmp, monkeypatch):
     """The quickstart on a fresh machine: W&B's service starts early (start_service) in the mode the run will use."""
     for variable in ("WANDB_MODE", "WANDB_API_KEY"):
