@@ -205,3 +205,27 @@ def test_a_config_that_is_a_fifo_is_refused_at_once_naming_it(tmp_path, form):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match=f"{fifo} is a FIFO, not a regular file"):
         main(["fit", *(part.format(fifo) for part in form)])
+
+
+def test_a_run_builds_the_parser_of_its_own_subcommand_and_a_typo_still_lists_them_all(in_tmp, capsys):
+    from lightning_app.cli import AppCLI
+
+    built = []
+    original = AppCLI._prepare_subcommand_parser
+
+    def prepare(self, klass, subcommand, **kwargs):
+        built.append(subcommand)
+        return original(self, klass, subcommand, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AppCLI, "_prepare_subcommand_parser", prepare)
+        with pytest.raises(SystemExit):
+            main([str(Path(__file__).parents[2] / "configs/digits_mlp.yaml")])  # no subcommand: all four parsers
+        assert built == ["fit", "validate", "test", "predict"]
+        built.clear()
+        with pytest.raises(SystemExit):
+            main(["validate", "--config", str(Path(__file__).parents[2] / "configs/digits_mlp.yaml"), "--print_config"])
+        assert built == ["validate"]
+    with pytest.raises(SystemExit):
+        main(["fitt", "--config", "x.yaml"])
+    assert "invalid choice: 'fitt' (choose from 'fit', 'validate', 'test', 'predict')" in capsys.readouterr().err
