@@ -36,9 +36,12 @@ CREATED_BESIDE = ("already exists", "UNIQUE constraint failed", "duplicate key")
 def preload() -> None:
     """Imports what opening a study's database imports (Optuna's table models, alembic: 0.2 s); the driver
     calls it on a thread while it waits for the trials' fork server."""
-    import alembic.command  # noqa: F401
-    import alembic.runtime.environment  # noqa: F401
-    import optuna.storages._rdb.models  # noqa: F401
+    try:
+        import alembic.command  # noqa: F401
+        import alembic.runtime.environment  # noqa: F401
+        import optuna.storages._rdb.models  # noqa: F401
+    except ImportError:  # open_storage meets it again and says what is missing
+        pass
 
 
 def open_storage(url: str, **heartbeat: Any):
