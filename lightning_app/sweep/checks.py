@@ -15,6 +15,7 @@ import contextlib
 import io
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -114,22 +115,26 @@ def parse_here(arguments: list[str]) -> tuple[int, str]:
     return code or 0, errors.getvalue()
 
 
-def check_command(sweep: SweepFile, extra: list[str], parse: Callable[[list[str]], tuple[int, str]] = parse_here) -> None:
+def check_command(
+    sweep: SweepFile, extra: list[str], parse: Callable[[list[str]], tuple[int, str]] = parse_here, at_once: bool = False
+) -> None:
     """Parses the trials' command line with the CLI's parser, for the first and the last value of every parameter.
 
-    ``parse`` runs ``--print_config`` (``parse_here``, or in a process forked from the trials' preloaded one).
+    ``parse`` runs ``--print_config`` (``parse_here``, or in a process forked from the trials' preloaded one);
+    ``at_once``: both parses at the same time (forks: each its own process), else one after the other.
     """
     if cli_arguments(sweep.command_line({}, [])) is None:
         return  # another program: its own parser decides, in the first trial
-    for last in (False, True):
-        arguments = cli_arguments(sweep.command_line(_extreme(sweep, last), extra))
-        if arguments and arguments[0] != "fit":
-            return  # the sweep runs `fit`; another subcommand is the user's own
-        code, text = parse(arguments)
-        if code != 0:
-            reason = text[text.find("error:") :] if "error:" in text else text[-2000:]
-            raise CheckFailed(
-                f"{sweep.path}: the trials' command line does not parse (with the {'last' if last else 'first'} "
-                f"value of every parameter; nothing was run):\n  {' '.join(arguments)}\n{reason.strip()}\n"
-                "Fix the parameter's config key or value in the sweep file, or the arguments after --"
-            )
+    both = [cli_arguments(sweep.command_line(_extreme(sweep, last), extra)) for last in (False, True)]
+    if any(arguments and arguments[0] != "fit" for arguments in both):
+        return  # the sweep runs `fit`; another subcommand is the user's own
+    with ThreadPoolExecutor(2) if at_once else contextlib.nullcontext() as pool:
+        results = pool.map(parse, both) if pool else map(parse, both)  # map: the last parses only if the first did
+        for last, arguments, (code, text) in zip((False, True), both, results):
+            if code != 0:
+                reason = text[text.find("error:") :] if "error:" in text else text[-2000:]
+                raise CheckFailed(
+                    f"{sweep.path}: the trials' command line does not parse (with the {'last' if last else 'first'} "
+                    f"value of every parameter; nothing was run):\n  {' '.join(arguments)}\n{reason.strip()}\n"
+                    "Fix the parameter's config key or value in the sweep file, or the arguments after --"
+                )

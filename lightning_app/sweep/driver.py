@@ -139,8 +139,9 @@ def check(sweep: SweepFile, url: str, runner: TrialRunner) -> threading.Thread:
     preparing.start()
     try:
         check_storage(url)
-        parse = parse_in_fork if runner.launcher == "fork" else parse_here
-        check_command(sweep, runner.extra("check", "check", runner.seeds[0] if runner.seeds else None), parse)
+        fork = runner.launcher == "fork"
+        extra = runner.extra("check", "check", runner.seeds[0] if runner.seeds else None)
+        check_command(sweep, extra, parse_in_fork if fork else parse_here, at_once=fork)
     except CheckFailed as error:
         raise SystemExit(f"error: {error}") from None
     return preparing

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from multiprocessing import forkserver
 from pathlib import Path
 
@@ -30,19 +31,22 @@ PRELOAD = ["torch", "lightning", "wandb", "lightning_app.cli", "lightning_app.sw
            "optuna.storages._rdb.models", "alembic.migration", "lightning_app.sweep.warm"]  # fmt: skip
 WARM = "LIGHTNING_APP_SWEEP_WARM"
 _context = None
+_starting = threading.Lock()
 
 
 def _fork_context(warm: list[str] | None = None):
     """The fork server's context; started here, with ``warm`` (CLI arguments) parsed once in it."""
     global _context
-    if _context is None:
-        _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(PRELOAD)
-        os.environ[WARM] = json.dumps(warm or [])  # the server is started with this environment
-        try:
-            forkserver.ensure_running()
-        finally:
-            del os.environ[WARM]
+    with _starting:  # the two checks ask at once (checks.py)
+        if _context is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD)
+            os.environ[WARM] = json.dumps(warm or [])  # the server is started with this environment
+            try:
+                forkserver.ensure_running()
+            finally:
+                del os.environ[WARM]
+            _context = context
     return _context
 
 

@@ -67,3 +67,23 @@ def test_a_sweep_where_no_trial_finished_exits_with_the_first_failure(write_swee
     with pytest.raises(SystemExit, match=r"no trial finished; the first failure: trial 0 exited with code 1: this trial fails"):
         sweep_cli.main([path, "--workers", workers])
     assert [t.state.name for t in trials()] == ["FAIL"]
+
+
+@pytest.mark.parametrize("at_once", [True, False])
+def test_the_two_parses_run_at_once_for_forks_and_a_failure_of_the_first_value_is_said_first(in_tmp, at_once):
+    import threading
+    import time
+
+    sweep = SweepFile.read(fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3, 1.0e-2]}}))
+    running, most = set(), []
+
+    def parse(arguments: list[str]) -> tuple[int, str]:
+        running.add(threading.get_ident())
+        most.append(len(running))
+        time.sleep(0.2)
+        running.discard(threading.get_ident())
+        return 2, f"error: cannot parse {arguments[-1]}"
+
+    with pytest.raises(ValueError, match=r"(?s)with the first value of every parameter.*error: cannot parse"):
+        check_command(sweep, ["--x=1"], parse, at_once=at_once)
+    assert max(most) == (2 if at_once else 1) and len(most) == (2 if at_once else 1)  # one after the other stops at the first
