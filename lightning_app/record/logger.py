@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
@@ -124,7 +124,6 @@ def prepare_init(logger: WandbLogger) -> None:
 
 
 _service: threading.Thread | None = None  # the thread that starts W&B's service, while it runs
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 def _start(offline: bool) -> None:
@@ -152,7 +151,7 @@ def start_service_early(args: list[str]) -> None:
     rather than after it, when the run would wait for it. A run whose config turns out to log
     elsewhere tears it down at its end, as every run does.
     """
-    if rank_zero_only.rank != 0 or not args or args[0] not in SUBCOMMANDS:
+    if rank_zero_only.rank != 0 or not args or args[0] not in LightningCLI.subcommands():
         return
     if any(arg.startswith(("--trainer.logger", "--print_config", "--help", "-h")) for arg in args):
         return

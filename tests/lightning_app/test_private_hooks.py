@@ -107,4 +107,12 @@ def test_lightning_cli_takes_the_hyperparameters_from_the_dump_appcli_makes_with
     del cli.config_dump
     LightningCLI._dump_config(cli)
     assert ours == cli.config_dump
+    del cli.config_dump
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the config was validated a second time")
+
+    cli.parser.validate = refuse  # the dump of AppCLI validates nothing; Lightning's would call this
+    cli._dump_config()
+    assert cli.config_dump == ours
     assert cli.model.hparams["input_shape"] == (1, 8, 8) and cli.model.hparams["hidden_sizes"] == [128, 64]
