@@ -58,8 +58,11 @@ def test_killed_run_resumes_to_the_same_result(in_tmp, monkeypatch):
     logger = yaml.safe_load((folder / "config.yaml").read_text())["trainer"]["logger"]
     assert logger["dict_kwargs"]["group"] == "digits_mlp"  # the resumed run is still found as this experiment
     assert find_last_checkpoint(killed / "runs/lightning_app", "modules.MLP", "datamodules.Digits", "digits_mlp") == last
-    wandb_ids = {p.name.rsplit("-", 1)[-1] for p in (killed / "runs/wandb").glob("offline-run-*")}
-    assert len(list((killed / "runs/wandb").glob("offline-run-*"))) == 2 and wandb_ids == {folder.name}
+    # Each W&B run's id from its file (run-<id>.wandb): a resume within the killed run's second gets a folder
+    # name with a suffix (offline-run-<time>-<id>-1), so the folder's name does not end with the id.
+    runs = list((killed / "runs/wandb").glob("offline-run-*"))
+    wandb_ids = {file.name.removeprefix("run-").removesuffix(".wandb") for run in runs for file in run.glob("run-*.wandb")}
+    assert len(runs) == 2 and wandb_ids == {folder.name}
 
     reference = in_tmp / "reference"
     reference.mkdir()
