@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from datamodules import Digits, Text
 from lightning_app.pictures import AttentionMaps, ConvFilters, KNNNeighbours, TextSamples
-from lightning_app.pictures.attention import attention_maps, attention_weights
+from lightning_app.pictures.attention import attention_maps, attention_weights, draw_tokens
 from lightning_app.pictures.filters import filter_mosaic
 from modules import CNN, KNN, MLP, ViT, Transformer
 from modules.layers import SelfAttention
@@ -80,12 +80,22 @@ def test_attention_maps_of_a_gpt_token_by_token(tmp_path):
     model = tiny_gpt(data.vocab)
     run(tmp_path, model, data, [AttentionMaps(num_tokens=12)])
     for layer in range(2):
-        assert_picture(tmp_path / "pictures" / "attention" / f"layer{layer}.png", 700, 360)  # 2 heads of 3.2 inches
+        assert_picture(tmp_path / "pictures" / "attention" / f"layer{layer}.png", 720, 395)  # 2 heads of 3.15 inches
     data.setup("fit")
     first = next(iter(data.val_dataloader()))[0][:1]  # the first validation window's offset
     maps = attention_maps(model, data.tokens[first.item() : first.item() + 12][None].long())
     assert len(maps) == 2 and maps[0].shape == (1, 2, 12, 12)
     torch.testing.assert_close(maps[1].sum(-1), torch.ones(1, 2, 12))
+
+
+def test_attention_tokens_drawn_as_text_on_every_head():
+    labels = ["a", "\\n", "_", "b"]
+    fig = draw_tokens(torch.rand(3, 4, 4).softmax(-1), labels, "layer 0 after 1 epochs")
+    heads, bar = fig.axes[:3], fig.axes[3:]
+    assert len(bar) == 1 and [axis.get_title() for axis in heads] == ["head 0", "head 1", "head 2"]
+    assert [text.get_text() for text in heads[0].texts] == [c for label in labels for c in (label, label)]  # columns, rows
+    assert [text.get_text() for text in heads[2].texts] == labels  # the columns; the rows are the first head's
+    assert [image.get_array().shape for image in heads[1].images] == [(4, 4)]
 
 
 def test_attention_maps_of_a_vit_over_the_image(tmp_path):
