@@ -40,6 +40,21 @@ TRAINER_DEFAULTS = {
 }
 
 
+def trainer_defaults(args: list[str]) -> dict[str, Any]:
+    """``TRAINER_DEFAULTS``, without the W&B logger where the command line's last ``--trainer.logger``
+    is false or null: jsonargparse would still resolve the default's class, importing wandb for
+    nothing (0.5 s of every run without a logger)."""
+    last = None
+    for i, arg in enumerate(args):
+        if arg == "--trainer.logger" and i + 1 < len(args):
+            last = args[i + 1]
+        elif arg.startswith("--trainer.logger="):
+            last = arg.split("=", 1)[1]
+    if last is not None and last.lower() in ("false", "null", "none"):
+        return {key: value for key, value in TRAINER_DEFAULTS.items() if key != "logger"}
+    return TRAINER_DEFAULTS
+
+
 class AppCLI(LightningCLI):
     """LightningCLI with the project's defaults: W&B logging, checkpoints, linked shapes, test after fit."""
 
@@ -56,7 +71,7 @@ class AppCLI(LightningCLI):
             subclass_mode_data=True,
             save_config_callback=SaveRunConfig,
             save_config_kwargs={"save_to_log_dir": False},
-            trainer_defaults=TRAINER_DEFAULTS,
+            trainer_defaults=trainer_defaults(given),
             parser_class=UsefulErrorParser,
             args=args,
             run=run,

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from lightning_app.checkpoints import AtomicCheckpointIO
-from lightning_app.cli import main
+from lightning_app.cli import main, trainer_defaults
 from lightning_app.record.logger import wandb_offline
 
 ROOT = Path(__file__).parents[2]
@@ -229,3 +229,31 @@ def test_a_run_builds_the_parser_of_its_own_subcommand_and_a_typo_still_lists_th
     with pytest.raises(SystemExit):
         main(["fitt", "--config", "x.yaml"])
     assert "invalid choice: 'fitt' (choose from 'fit', 'validate', 'test', 'predict')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, kept",
+    [
+        (["fit", "--trainer.logger", "false"], False),
+        (["fit", "--trainer.logger=null"], False),
+        (["fit", "--trainer.logger", "False", "--config", "x.yaml"], False),
+        (["fit", "--trainer.logger", "false", "--trainer.logger", "WandbLogger"], True),  # the last one counts
+        (["fit", "--trainer.logger.init_args.project", "x"], True),
+        (["fit", "--trainer.logger"], True),
+        (["fit"], True),
+    ],
+)
+def test_the_wandb_default_is_left_out_only_where_no_logger_is_asked_for(args, kept):
+    assert ("logger" in trainer_defaults(args)) == kept
+    assert trainer_defaults(args)["default_root_dir"] == "runs"
+
+
+@pytest.mark.slow  # a fresh process: this one imported wandb long ago
+def test_a_run_without_a_logger_never_imports_wandb(in_tmp):
+    code = (
+        "import sys; from lightning_app.cli import AppCLI; "
+        "cli = AppCLI(args=sys.argv[1:], run=False); print(cli.trainer.logger, 'wandb' in sys.modules)"
+    )
+    args = ["--config", str(ROOT / "configs" / "digits_mlp.yaml"), "--trainer.logger", "false"]
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split()[-2:] == ["None", "False"], out.stdout + out.stderr
