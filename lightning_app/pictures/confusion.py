@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_app.pictures.figures import Table, figure
+from lightning_app.pictures.figures import Table, figure, name_cells
 
 ANNOTATED = 20  # classes up to which every cell shows its number
 NAMED = 30  # classes up to which the axes name every class
@@ -67,10 +67,8 @@ def draw_panel(axes: tuple, matrix: np.ndarray, names: list[str], normalise: boo
             value = values[i, j]
             text = f"{value:.2f}" if normalise else str(int(value))
             axis.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if value > top / 2 else "black")
-    ticks = range(k) if k <= NAMED else []
-    axis.set_xticks(ticks, [names[i] for i in ticks], rotation=90 if max(map(len, names)) > 2 else 0, fontsize=8)
-    axis.set_yticks(ticks, [names[i] for i in ticks], fontsize=8)
-    axis.set(xlabel="predicted", ylabel="true")
+    named = names if k <= NAMED else []
+    name_cells(axis, named, named, "predicted", "true", rotate=max(map(len, names)) > 2, fontsize=8)
     axis.set_title(title, fontsize=10)
 
 

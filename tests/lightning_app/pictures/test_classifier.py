@@ -11,7 +11,7 @@ from sklearn.metrics import confusion_matrix
 from datamodules import Digits
 from lightning_app.pictures import ClassifierPictures
 from lightning_app.pictures.classifier import probabilities
-from lightning_app.pictures.confusion import read_confusion
+from lightning_app.pictures.confusion import draw_confusion, read_confusion
 from lightning_app.pictures.subset import SeededSubset, subset_keys
 from modules import MLP
 from tests.lightning_app.pictures.png import assert_picture
@@ -54,6 +54,19 @@ def test_confusion_matrix_and_accuracy_per_class_count_the_models_predictions(tr
         assert int(row["total"]) == chosen.sum() and int(row["correct"]) == (predicted[chosen] == c).sum()
     assert_picture(folder / "confusion_matrix.png", 1304, 650)  # two 5-inch panels with colour bars, at 100 dpi
     assert_picture(folder / "per_class_accuracy.png", 600, 350)
+
+
+@pytest.mark.parametrize("classes, named", [(10, True), (31, False)])
+def test_confusion_panels_name_each_class_in_text_up_to_30(classes, named):
+    names = [f"class {i}" for i in range(classes)]
+    fig = draw_confusion(np.eye(classes, dtype=int) * 3 + 1, names, "test")
+    counts, shares = fig.axes[0], fig.axes[2]  # each followed by its colour bar
+    for panel in (counts, shares):
+        texts = [text.get_text() for text in panel.texts]
+        assert texts[-2:] == ["predicted", "true"] and not panel.get_xticks().size and not panel.get_yticks().size
+        assert (texts[-2 - 2 * classes : -2] == names + names) == named  # columns, then rows
+        numbers = texts[: -2 - 2 * classes] if named else texts[:-2]
+        assert len(numbers) == (classes**2 if classes <= 20 else 0)  # every cell holds samples; numbered up to 20
 
 
 def test_a_seeded_subset_of_the_test_split(trained, tmp_path):

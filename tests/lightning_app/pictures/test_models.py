@@ -93,7 +93,7 @@ def test_attention_tokens_drawn_as_text_on_every_head():
     fig = draw_tokens(torch.rand(3, 4, 4).softmax(-1), labels, "layer 0 after 1 epochs")
     heads, bar = fig.axes[:3], fig.axes[3:]
     assert len(bar) == 1 and [axis.get_title() for axis in heads] == ["head 0", "head 1", "head 2"]
-    assert [text.get_text() for text in heads[0].texts] == [c for label in labels for c in (label, label)]  # columns, rows
+    assert [text.get_text() for text in heads[0].texts] == labels + labels  # the columns, then the rows
     assert [text.get_text() for text in heads[2].texts] == labels  # the columns; the rows are the first head's
     assert [image.get_array().shape for image in heads[1].images] == [(4, 4)]
 
