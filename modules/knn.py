@@ -80,7 +80,12 @@ class KNN(L.LightningModule):
                 "KNN has nothing memorised: run `fit` first, or pass `--ckpt_path` a checkpoint written by `fit`"
             )
         hp = self.hparams
-        if self.index is None or self.index.memory is not self.memory:  # new memory, or moved to a device
+        if self.index is not None and self.index.memory is not self.memory:  # memorised, loaded or moved since
+            if same_values(self.index.memory, self.memory):  # the same memory reloaded (the test after fit)
+                self.index.memory = self.memory  # what the index derived from it still holds: 0.2 s not rebuilt
+            else:
+                self.index = None
+        if self.index is None:
             self.index = MemoryIndex(self.memory) if hp.distance == "l2" else None
         memory = self.index if self.index is not None else self.memory
         distances, indices = nearest_neighbours(images.flatten(1).float(), memory, hp.k, hp.distance, self.budget)
@@ -136,3 +141,8 @@ class KNN(L.LightningModule):
 
     def configure_optimizers(self) -> None:
         return None
+
+
+def same_values(a: Tensor, b: Tensor) -> bool:
+    """Equal shapes, types, devices and every value (a pass over both: 0.03 s for MNIST's memory)."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)

@@ -108,6 +108,23 @@ def test_distance_weights_count_only_exact_matches_when_there_are_any():
     assert scores.tolist() == [[1.0, 0.0], [1.0, 1.0]]
 
 
+def test_a_reloaded_equal_memory_keeps_its_index_and_a_changed_one_gets_a_new_one():
+    torch.manual_seed(0)
+    model = KNN(input_shape=(1, 2, 2), num_classes=2, k=1)
+    model.memory, model.memory_labels = torch.randn(50, 4), torch.randint(0, 2, (50,))
+    queries = torch.randn(7, 1, 2, 2)
+    first, index = model(queries), model.index
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+    model.load_state_dict(state)  # new tensors, the same values: as the test after fit reloads the best checkpoint
+    torch.testing.assert_close(model(queries), first)
+    assert model.index is index and index.memory is model.memory
+    state["memory"][3, 1] += 1.0
+    model.load_state_dict(state)
+    model(queries)
+    assert model.index is not index and model.index.memory is model.memory
+    torch.testing.assert_close(model.index.sq_norms, model.memory.square().sum(1))
+
+
 def test_bad_input_errors():
     with pytest.raises(ValueError, match="k=0"):
         KNN(input_shape=(1, 2, 2), k=0)
