@@ -255,5 +255,6 @@ def test_a_run_without_a_logger_never_imports_wandb(in_tmp):
         "cli = AppCLI(args=sys.argv[1:], run=False); print(cli.trainer.logger, 'wandb' in sys.modules)"
     )
     args = ["--config", str(ROOT / "configs" / "digits_mlp.yaml"), "--trainer.logger", "false"]
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # run from the temporary folder: the run's folder goes there
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split()[-2:] == ["None", "False"], out.stdout + out.stderr
