@@ -126,9 +126,9 @@ def draw_tokens(weights: Tensor, labels: list[str], title: str):
     """One ``T x T`` heat map per head: row t is where position t looks.
 
     Placed by hand, and the characters written as text rather than ticks: a layout engine measuring
-    160 tick labels made each picture take 0.7 s instead of 0.14 s (bench/draw_speed.py).
+    160 tick labels made each picture take 0.7 s instead of 0.15 s (bench/draw_speed.py).
     """
-    heads, T = weights.shape[0], weights.shape[-1]
+    heads = weights.shape[0]
     side, gap, left, bottom, top = 2.9, 0.25, 0.3, 0.2, 0.85  # inches
     width, height = left + heads * (side + gap) + 0.6, bottom + side + top
     fig = figure(width, height, layout=None)
@@ -139,7 +139,8 @@ def draw_tokens(weights: Tensor, labels: list[str], title: str):
         name_cells(axis, labels, labels if h == 0 else [], fontsize=5, family="monospace")
         axis.set_title(f"head {h}", fontsize=9)
     fig.colorbar(image, cax=fig.add_axes(((width - 0.5) / width, bottom / height, 0.12 / width, side / height)))
-    fig.suptitle(f"{title}\nrow: the position that looks; column: the one it looks at", fontsize=9, y=1 - 0.08 / height, va="top")
+    what = "row: the position that looks; column: the one it looks at"
+    fig.suptitle(f"{title}\n{what}", fontsize=9, y=1 - 0.08 / height, va="top")
     return fig
 
 
