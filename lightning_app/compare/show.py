@@ -119,29 +119,32 @@ def plot(groups: list[Group], metrics: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    size = (5 * len(metrics), 3.5 + 0.25 * len(groups))
-    figure, axes = plt.subplots(1, len(metrics), figsize=size, squeeze=False, layout="constrained")
-    for axis, metric in zip(axes[0], metrics):
-        for group in groups:
-            by_epoch: dict[int, list[float]] = {}
-            for run in group.runs:
-                for record in run.history:
-                    if metric in record:
-                        by_epoch.setdefault(record["epoch"] + 1, []).append(record[metric])
-            if not by_epoch:
-                continue
-            epochs = sorted(by_epoch)
-            means = [statistics.fmean(by_epoch[e]) for e in epochs]
-            spread = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
-            detail = ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in group.config.items())
-            summary = group.runs[0].summary
-            label = f"{detail or group.label} {summary.get('model')}/{summary.get('data')} (n={len(group.runs)})"
-            (line,) = axis.plot(epochs, means, marker="o", label=label)
-            low, high = [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)]
-            axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
-        axis.set(title=metric, xlabel="epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
-    figure.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", fontsize="small")
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    from lightning_app.pictures.figures import plain_text
+
+    with plain_text():  # labels (config values, model names) drawn as they are, `$` and all
+        size = (5 * len(metrics), 3.5 + 0.25 * len(groups))
+        figure, axes = plt.subplots(1, len(metrics), figsize=size, squeeze=False, layout="constrained")
+        for axis, metric in zip(axes[0], metrics):
+            for group in groups:
+                by_epoch: dict[int, list[float]] = {}
+                for run in group.runs:
+                    for record in run.history:
+                        if metric in record:
+                            by_epoch.setdefault(record["epoch"] + 1, []).append(record[metric])
+                if not by_epoch:
+                    continue
+                epochs = sorted(by_epoch)
+                means = [statistics.fmean(by_epoch[e]) for e in epochs]
+                spread = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
+                detail = ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in group.config.items())
+                summary = group.runs[0].summary
+                label = f"{detail or group.label} {summary.get('model')}/{summary.get('data')} (n={len(group.runs)})"
+                (line,) = axis.plot(epochs, means, marker="o", label=label)
+                low, high = [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)]
+                axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+            axis.set(title=metric, xlabel="epoch")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.grid(alpha=0.3)
+        figure.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", fontsize="small")
+        figure.savefig(path, dpi=120)
+        plt.close(figure)

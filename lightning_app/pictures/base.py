@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from lightning_app.pictures.figures import Table
+from lightning_app.pictures.figures import Table, plain_text
 from lightning_app.record.folder import run_dir
 from lightning_app.record.summary import add_files
 
@@ -147,14 +147,6 @@ def publish(
 # Hooks that may fail: what runs before training (setup, on_fit_start) checks the callback's arguments,
 # and a wrong one (a prompt outside the vocabulary) should stop the run before it spends anything.
 GUARDED = tuple(name for name in vars(Callback) if name.startswith("on_") and name != "on_fit_start")
-
-
-def plain_text() -> contextlib.AbstractContextManager:
-    """A context in which text is drawn as it is: no mathtext (a class name ``$\\foo$`` is an error
-    there), no LaTeX even where a matplotlibrc asks for it."""
-    import matplotlib  # here, not at the top: a run that draws nothing never imports it
-
-    return matplotlib.rc_context({"text.parse_math": False, "text.usetex": False})
 
 
 def never_fails(hook):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_app.pictures.figures import Table, figure, name_cells
+from lightning_app.pictures.figures import Table, figure, name_cells, plain_text
 
 ANNOTATED = 20  # classes up to which every cell shows its number
 NAMED = 30  # classes up to which the axes name every class
@@ -120,5 +120,6 @@ def confusion_side_by_side(runs: list, path: Path) -> Path | None:
             matrices.append((f"{run.folder.name} {run.summary.get('model')}/{run.summary.get('data')}", names, counts))
     if not matrices:
         return None
-    draw_side_by_side(matrices).savefig(path, dpi=100)
+    with plain_text():  # a class name is drawn as it is, `$` and all
+        draw_side_by_side(matrices).savefig(path, dpi=100)
     return path

@@ -4,6 +4,7 @@ matplotlib is imported by the first figure made, never at start-up, and only its
 ``Figure`` is used: no pyplot state, no display, the Agg renderer.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,14 @@ class Table:
 
     columns: list[str]
     rows: list[list[Any]]
+
+
+def plain_text() -> contextlib.AbstractContextManager:
+    """A context in which text is drawn as it is: no mathtext (a class name ``$\\foo$`` is an error
+    there), no LaTeX even where a matplotlibrc asks for it."""
+    import matplotlib  # here, not at the top: a run that draws nothing never imports it
+
+    return matplotlib.rc_context({"text.parse_math": False, "text.usetex": False})
 
 
 def figure(width: float, height: float, layout: str | None = "constrained"):

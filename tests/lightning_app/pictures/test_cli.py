@@ -170,14 +170,15 @@ def test_ddp_two_processes_draw_once_on_rank_zero_what_one_process_draws(mnist_d
     assert mistakes["two"] == mistakes["one"] and len(mistakes["one"]) > 0
 
 
-def write_run(folder: Path, matrix: list[list[int]] | None) -> None:
+def write_run(folder: Path, matrix: list[list[int]] | None, names: list[str] | None = None) -> None:
     folder.mkdir(parents=True)
     summary = {"model": "MLP", "data": "Digits", "test": {"test/acc": 0.5}}
     if matrix is not None:
         (folder / "pictures" / "test").mkdir(parents=True)
-        rows = [[str(i), *row] for i, row in enumerate(matrix)]
+        names = names or [str(i) for i in range(len(matrix))]
+        rows = [[name, *row] for name, row in zip(names, matrix)]
         with open(folder / "pictures" / "test" / "confusion_matrix.csv", "w", newline="") as file:
-            csv.writer(file).writerows([["true \\ predicted", *map(str, range(len(matrix)))], *rows])
+            csv.writer(file).writerows([["true \\ predicted", *names], *rows])
         summary["files"] = {"test/confusion_matrix": ["pictures/test/confusion_matrix.csv"]}
     (folder / "summary.json").write_text(json.dumps(summary))
     (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "step": 1, "val/acc": 0.5, "val/loss": 1.0}) + "\n")
@@ -198,3 +199,10 @@ def test_compare_plot_draws_the_runs_confusion_matrices_side_by_side(tmp_path, m
     write_run(tmp_path / "alone", None)
     compare.main([str(tmp_path / "alone"), "--plot", str(tmp_path / "alone.png")])
     assert (tmp_path / "alone.png").is_file() and not (tmp_path / "alone_confusion.png").exists()
+
+
+def test_compare_plot_draws_class_and_run_names_as_they_are(tmp_path):
+    write_run(tmp_path / "runs" / "$\\bar$", [[3, 1], [0, 4]], names=["$\\foo$", "50$"])  # mathtext refuses each
+    compare.main([str(tmp_path / "runs"), "--plot", str(tmp_path / "curves.png"), "--runs"])  # runs: labelled by folder
+    assert_picture(tmp_path / "curves.png", 1200, 450)  # val/acc and val/loss, 5 x 3.75 inches each at 120 dpi
+    assert_picture(tmp_path / "curves_confusion.png", 442, 422)  # one panel, with room for 6-character names
