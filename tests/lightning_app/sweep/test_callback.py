@@ -45,6 +45,15 @@ def fit_as_trial(monkeypatch, study, pruning, driver_pid=None):
     return main(ARGS).trainer, study.get_trials()[trial.number]
 
 
+def test_a_trial_opens_the_sweeps_storage_without_checking_its_schema_again(monkeypatch, study):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the sweep checked the schema before it started the trial")
+
+    monkeypatch.setattr("optuna.storages._rdb.storage._VersionManager.check_table_schema_compatibility", refuse)
+    trainer, trial = fit_as_trial(monkeypatch, study, None)
+    assert list(trial.intermediate_values) == [1, 2, 3] and trial.user_attrs["run"]
+
+
 def test_a_pruned_run_stops_cleanly_after_the_validation_that_pruned_it(monkeypatch, study):
     trainer, trial = fit_as_trial(monkeypatch, study, {"min_resource": 1, "reduction_factor": 2})
     assert trainer.current_epoch == 1 and trainer.state.status == "finished"  # one epoch of three, no error
