@@ -6,10 +6,12 @@ batch 12, 2,000 steps, no dropout, uncompiled): nanoGPT through its command line
 (compiled, bf16) against ``configs/shakespeare_gpt_gpu.yaml`` with ``--compile true``.
 ``--steps gpt=N`` shortens both alike (the schedule squeezed to N steps, its 100 warm-up steps kept).
 ``--smoke`` runs the GPU comparison shrunk to seconds on any device, to check the script where the
-real run is expensive (bench/gpu.sh --smoke).
+real run is expensive (bench/gpu.sh --smoke). ``--rounds N`` runs each N times, alternating which
+goes first (a machine's load moves one run's time by more than 5%), and prints the median ratios.
 """
 
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -53,8 +55,9 @@ def value(args: list[str], flag: str, default: int) -> int:
     return int(found[-1]) if found else default
 
 
-def nanogpt_row(directory: Path, folder: Path, theirs: list[str], val_ids, env: dict, warmup: int, device: str) -> tuple:
-    nano = nanogpt.train_nanogpt(directory, folder, theirs, env)
+def nanogpt_row(directory: Path, data: Path, folder: Path, theirs: list[str], val_ids, env: dict, warmup: int,
+                device: str) -> tuple:  # fmt: skip
+    nano = nanogpt.train_nanogpt(directory, data, theirs, env, out=folder)
     gpt = nanogpt.load_nanogpt(directory, folder / "out" / "ckpt.pt", device)
     own = [loss for _, loss in nano["evals"]]
     every = value(theirs, "--eval_interval", 250)
@@ -87,6 +90,23 @@ def ours_row(config_path: Path, text: Path, folder: Path, ours: list[str], val_i
             nanogpt.whole_text_loss(lambda x, y: model(x), val_ids, model.block_size, device))  # fmt: skip
 
 
+def print_rounds(pairs: list[tuple[tuple, tuple]]) -> None:
+    """The table of every round's two rows and the ratios, ours over nanoGPT's: medians over the rounds."""
+    print("\n| run | steps | wall time | train ms/step | steps x ms/step | validating | the rest | "
+          "val loss, own: last / best | val loss, whole text, best checkpoint |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for index, pair in enumerate(pairs):
+        for name, n, wall_s, step_s, val_s, reported, whole in pair:
+            name += f", round {index + 1}" if len(pairs) > 1 else ""
+            print(f"| {name} | {n:,} | {wall_s:.1f} s | {1e3 * step_s:.1f} | {n * step_s:.1f} s | {val_s:.1f} s "
+                  f"| {wall_s - n * step_s - val_s:.1f} s | {reported} | {whole:.4f} |")
+    walls = [mine[2] / theirs[2] for theirs, mine in pairs]  # column 2: wall time, 3: seconds per step
+    steps = [mine[3] / theirs[3] for theirs, mine in pairs]
+    rounds = f", medians of {len(pairs)} rounds ({', '.join(f'{w:.2f}x' for w in walls)}; nanoGPT first in odd rounds)"
+    print(f"ours / nanoGPT: wall time {statistics.median(walls):.2f}x, train time per step "
+          f"{statistics.median(steps):.2f}x{rounds if len(pairs) > 1 else ''}")
+
+
 def compare(args) -> None:
     """Runs both, one after the other, and prints their wall times, step times and validation losses."""
     directory = Path(args.against_nanogpt).resolve()
@@ -109,6 +129,7 @@ def compare(args) -> None:
     warmup = 2 if args.smoke else 10  # steps left out of the step time: compilation, first allocations
     env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}  # the same torch threads for both
     print(describe(device), flush=True)
+    pairs = []  # per round: (nanoGPT's row, ours)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         text = Path(args.path)
@@ -117,15 +138,15 @@ def compare(args) -> None:
             text.write_text(Path(args.path).read_text(encoding="utf-8")[:20_000], encoding="utf-8")
         vocab, val_ids = nanogpt.prepare(text, folder)
         print(f"nanoGPT: python train.py config/train_shakespeare_char.py {' '.join(theirs)}", flush=True)
-        rows = [nanogpt_row(directory, folder, theirs, val_ids, env, warmup, device),
-                ours_row(config_path, text, folder, ours, val_ids, vocab, env, timed_every, warmup, device)]  # fmt: skip
-    print("\n| run | steps | wall time | train ms/step | steps x ms/step | validating | the rest | "
-          "val loss, own: last / best | val loss, whole text, best checkpoint |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, n, wall_s, step_s, val_s, reported, whole in rows:
-        print(f"| {name} | {n:,} | {wall_s:.1f} s | {1e3 * step_s:.1f} | {n * step_s:.1f} s | {val_s:.1f} s "
-              f"| {wall_s - n * step_s - val_s:.1f} s | {reported} | {whole:.4f} |")
-    print(f"ours / nanoGPT: wall time {rows[1][2] / rows[0][2]:.2f}x, train time per step {rows[1][3] / rows[0][3]:.2f}x")
+        for index in range(args.rounds):  # each round in its own folder; who goes first alternates
+            here = folder / f"round{index}"
+            here.mkdir()
+            runs = {"nanoGPT": lambda: nanogpt_row(directory, folder, here, theirs, val_ids, env, warmup, device),
+                    "ours": lambda: ours_row(config_path, text, here, ours, val_ids, vocab, env, timed_every, warmup, device)}  # fmt: skip
+            order = ["nanoGPT", "ours"] if index % 2 == 0 else ["ours", "nanoGPT"]
+            done = {name: runs[name]() for name in order}
+            pairs.append((done["nanoGPT"], done["ours"]))
+    print_rounds(pairs)
     print("The rest: start-up (imports, data, compilation, the first steps), checkpoints, teardown. "
           "Own val loss: nanoGPT's is the mean of eval_iters random batches of the validation text; ours covers the "
           "whole validation text. The last column scores each run's best checkpoint alike: every contiguous window "

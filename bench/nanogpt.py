@@ -106,11 +106,12 @@ def run(command: list[str], cwd: Path, log: Path, env: dict | None = None) -> tu
     return time.perf_counter() - start, lines, arrived
 
 
-def train_nanogpt(directory: Path, folder: Path, settings: list[str], env: dict | None = None) -> dict:
-    """nanoGPT's ``train.py`` on the data in ``folder``; its checkpoint and log go there too."""
+def train_nanogpt(directory: Path, folder: Path, settings: list[str], env: dict | None = None, out: Path | None = None) -> dict:
+    """nanoGPT's ``train.py`` on the data in ``folder``; its checkpoint and log go to ``out`` (else ``folder``)."""
+    out = out or folder
     command = [sys.executable, "train.py", "config/train_shakespeare_char.py", f"--dataset={folder}",
-               f"--out_dir={folder / 'out'}", *settings]  # fmt: skip
-    wall, lines, arrived = run(command, directory, folder / "nanogpt.stderr", env)
+               f"--out_dir={out / 'out'}", *settings]  # fmt: skip
+    wall, lines, arrived = run(command, directory, out / "nanogpt.stderr", env)
     points = [(int(m[1]), t) for line, t in zip(lines, arrived) if (m := ITER.match(line))]
     evals = [(int(m[1]), float(m[3])) for line in lines if (m := EVAL.match(line))]
     if not points or not evals:

@@ -2,7 +2,7 @@
 
     python bench/shakespeare.py --path ../shared/data/tinyshakespeare/input.txt
     python bench/shakespeare.py --path data/tinyshakespeare/input.txt --accelerator gpu --models gpt
-    python bench/shakespeare.py --path input.txt --against-nanogpt ../nanoGPT [--accelerator gpu]
+    python bench/shakespeare.py --path input.txt --against-nanogpt ../nanoGPT [--accelerator gpu] [--rounds 2]
 
 Each model trains from its shipped config (configs/shakespeare_*.yaml; on a GPU the GPT uses
 shakespeare_gpt_gpu.yaml, nanoGPT's GPU run) through the same CLI a user runs, and the table
@@ -106,8 +106,11 @@ def main() -> None:
     parser.add_argument("--compile", type=lambda v: v.lower() == "true", default=None, metavar="true|false",
                         help="compile both GPTs in --against-nanogpt (default: on the GPU only, as nanoGPT's settings)")
     parser.add_argument("--smoke", action="store_true", help="--against-nanogpt with tiny models and 30 steps: checks the script")
+    parser.add_argument("--rounds", type=int, default=1, help="--against-nanogpt: runs of each, alternating which goes first")
     args = parser.parse_args()
     args.steps = {name: int(n) for name, n in (item.split("=") for item in args.steps)}
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: give 1 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.against_nanogpt:

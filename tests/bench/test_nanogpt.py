@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from bench import nanogpt
-from bench.against_nanogpt import shorter, value
+from bench.against_nanogpt import print_rounds, shorter, value
 from bench.machine import describe
 from tests.fakes import write_text
 
@@ -83,3 +83,17 @@ def test_a_shorter_run_squeezes_both_schedules_alike_and_keeps_the_warmup():
     assert ours == ["--trainer.max_epochs", "8", "--lr_scheduler.init_args.warmup_steps", "100"]
     assert value(["--eval_interval=10", "--a", "3", "--eval_interval", "20"], "--eval_interval", 250) == 20
     assert value([], "--eval_interval", 250) == 250
+
+
+def test_rounds_print_each_pair_and_the_median_ratios(capsys):
+    def row(name, wall, step):  # name, steps, wall s, s/step, validating s, own losses, whole-text loss
+        return (name, 100, wall, step, 1.0, "2.0000 / 2.0000", 2.0)
+
+    pairs = [(row("nanoGPT", 100.0, 0.5), row("ours", 110.0, 0.5)), (row("nanoGPT", 90.0, 0.4), row("ours", 117.0, 0.6)),
+             (row("nanoGPT", 100.0, 0.5), row("ours", 120.0, 0.45))]  # fmt: skip
+    print_rounds(pairs)
+    printed = capsys.readouterr().out
+    assert "| ours, round 2 | 100 | 117.0 s | 600.0 | 60.0 s | 1.0 s | 56.0 s |" in printed
+    assert "wall time 1.20x, train time per step 1.00x, medians of 3 rounds (1.10x, 1.30x, 1.20x;" in printed
+    print_rounds(pairs[:1])
+    assert capsys.readouterr().out.rstrip().endswith("ours / nanoGPT: wall time 1.10x, train time per step 1.00x")
