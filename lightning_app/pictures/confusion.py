@@ -39,10 +39,12 @@ def panel_inches(num_classes: int) -> float:
 
 
 def panel_figure(panels: int, side: float, names: list[str], title: str):
-    """A row of ``panels`` square axes of ``side`` inches, each with a colour bar, at fixed margins
-    (room for the class names): no layout engine, which would take most of the drawing time."""
+    """A row of ``panels`` square axes of ``side`` inches, each with a colour bar where its cells are
+    not all numbered, at fixed margins (room for the class names): no layout engine, which would take
+    most of the drawing time. Returns the figure and each panel's ``(axes, colour bar axes or None)``."""
     longest = max(map(len, names)) if len(names) <= NAMED else 0
-    left, bottom, top, bar = 0.5 + 0.07 * longest, 0.5 + (0.07 * longest if longest > 2 else 0.2), 0.8, 0.9
+    bars = len(names) > ANNOTATED  # numbered cells need no colour scale, and a bar costs a fifth of the drawing
+    left, bottom, top, bar = 0.5 + 0.07 * longest, 0.5 + (0.07 * longest if longest > 2 else 0.2), 0.8, 0.9 * bars
     width, height = panels * (left + side + bar) + 0.1, bottom + side + top
     fig = figure(width, height, layout=None)
     fig.suptitle(title, y=1 - 0.1 / height, va="top")
@@ -50,17 +52,23 @@ def panel_figure(panels: int, side: float, names: list[str], title: str):
     for i in range(panels):
         x = i * (left + side + bar) + left
         axis = fig.add_axes((x / width, bottom / height, side / width, side / height))
-        pairs.append((axis, fig.add_axes(((x + side + 0.1) / width, bottom / height, 0.15 / width, side / height))))
+        bar_axis = None
+        if bars:
+            bar_axis = fig.add_axes(((x + side + 0.1) / width, bottom / height, 0.15 / width, side / height))
+        pairs.append((axis, bar_axis))
     return fig, pairs
 
 
 def draw_panel(axes: tuple, matrix: np.ndarray, names: list[str], normalise: bool, title: str) -> None:
-    """One heat map and its colour bar: counts, or each row divided by its total (the share of class i predicted as j)."""
+    """One heat map and its colour bar (``None``: none): counts, or each row divided by its total (the
+    share of class i predicted as j)."""
     axis, bar = axes
     totals = matrix.sum(1, keepdims=True)
     values = matrix / np.maximum(totals, 1) if normalise else matrix
     top = 1.0 if normalise else max(int(matrix.max()), 1)
-    axis.figure.colorbar(axis.imshow(values, cmap="Blues", vmin=0, vmax=top), cax=bar)
+    image = axis.imshow(values, cmap="Blues", vmin=0, vmax=top)
+    if bar is not None:
+        axis.figure.colorbar(image, cax=bar)
     k = len(names)
     if k <= ANNOTATED:  # the cells that hold samples: an empty cell reads as empty, and each text costs drawing time
         for i, j in zip(*matrix.nonzero()):

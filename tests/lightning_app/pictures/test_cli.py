@@ -193,7 +193,7 @@ def test_compare_plot_draws_the_runs_confusion_matrices_side_by_side(tmp_path, m
     write_run(tmp_path / "runs" / "b", [[2, 2], [1, 3]])
     write_run(tmp_path / "runs" / "c", None)  # no pictures: left out
     compare.main([str(tmp_path / "runs"), "--plot", str(tmp_path / "curves.png")])
-    assert_picture(tmp_path / "curves_confusion.png", 804, 400)  # two panels of 2.5 inches with colour bars
+    assert_picture(tmp_path / "curves_confusion.png", 624, 400)  # two panels of 2.5 inches, numbered: no colour bars
     panels = [(title.split()[0], names, counts.tolist()) for title, names, counts in drawn]
     assert panels == [("a", ["0", "1"], [[3, 1], [0, 4]]), ("b", ["0", "1"], [[2, 2], [1, 3]])]  # each run's own counts
     write_run(tmp_path / "alone", None)
@@ -205,4 +205,4 @@ def test_compare_plot_draws_class_and_run_names_as_they_are(tmp_path):
     write_run(tmp_path / "runs" / "$\\bar$", [[3, 1], [0, 4]], names=["$\\foo$", "50$"])  # mathtext refuses each
     compare.main([str(tmp_path / "runs"), "--plot", str(tmp_path / "curves.png"), "--runs"])  # runs: labelled by folder
     assert_picture(tmp_path / "curves.png", 1200, 450)  # val/acc and val/loss, 5 x 3.75 inches each at 120 dpi
-    assert_picture(tmp_path / "curves_confusion.png", 442, 422)  # one panel, with room for 6-character names
+    assert_picture(tmp_path / "curves_confusion.png", 352, 422)  # one panel, with room for 6-character names
