@@ -2,6 +2,7 @@
 
 driver.py is the command, file.py the sweep file, checks.py what is checked before the first trial,
 study.py the study's bookkeeping, trials.py a trial's ``fit`` runs, launch.py how their processes
-start, callback.py the trial's side, report.py what a sweep leaves behind.
+start, handoff.py how a CPU worker's next trial starts while the last one tests, callback.py the
+trial's side, report.py what a sweep leaves behind.
 docs/sweeps.md is the user's guide.
 """

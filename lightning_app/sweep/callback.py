@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lightning_app.checkpoints import Stopped
 from lightning_app.record.folder import run_dir
+from lightning_app.sweep.handoff import say_trained, take_turn
 from lightning_app.sweep.study import alive
 from lightning_app.sweep.study import open_storage
 from lightning_app.sweep.trials import ENV
@@ -45,6 +46,7 @@ class SweepTrial(Callback):
         self.trial = None
         self.validations = 0
         self.missing = ""
+        self.turn = None  # the worker's gate, held until this process ends (handoff.py)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.spec is None or self.trial is not None or not trainer.is_global_zero:
@@ -59,6 +61,11 @@ class SweepTrial(Callback):
         )
         self.trial = optuna.trial.Trial(study, self.spec["trial_id"])
         self.trial.set_user_attr(self.spec.get("run_attr", "run"), str(run_dir(trainer).resolve()))
+        self.turn = take_turn(self.spec.get("gate"))  # the worker's last run has exited: train
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.spec is not None and trainer.is_global_zero:  # the sweep may start the next trial
+            say_trained(self.spec.get("trained"), run_dir(trainer).resolve())
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if self.spec is None or trainer.sanity_checking:

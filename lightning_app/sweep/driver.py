@@ -183,9 +183,12 @@ def main(argv: list[str] | None = None) -> optuna.Study:
         elif not runner.halted:
             raise
     finally:
+        runner.close()  # the runs still testing end first (a second Ctrl-C kills them)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
     print(report(study, sweep, folder), flush=True)
+    for failure in runner.tails.failures:  # said when it happened too
+        print(failure.split("; the end of")[0], flush=True)
     if runner.interrupted:
         raise SystemExit(130)  # the shell's code for Ctrl-C
     if runner.halted:

@@ -125,8 +125,9 @@ class ForkedRun:
         except ProcessLookupError:  # it has just ended
             pass
 
-    def wait(self) -> int:
-        self.process.join()
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code; None while it still runs after ``timeout`` seconds."""
+        self.process.join(timeout)
         return self.process.exitcode
 
 

@@ -4,18 +4,22 @@ The trial runs the sweep file's ``command`` with its values as ``--key=value`` (
 would run), plus its W&B run id and name, the sweep's W&B group, and the SweepTrial callback; with
 repeats, once per seed (``--seed_everything``), its value their mean. A run is a fresh Python or a
 fork of a preloaded one (launch.py). Its output goes to ``runs/sweeps/<name>/logs/trial-<number>.log``
-(``trial-<number>-seed<S>.log``); its result is the metric in its ``summary.json``. Each of the ``--workers`` slots has its own GPUs (``CUDA_VISIBLE_DEVICES``) and
-its share of the CPU cores (``OMP_NUM_THREADS``, which sets torch's threads): launch.py.
+(``trial-<number>-seed<S>.log``); its result is the metric in its ``summary.json``. Each of the
+``--workers`` slots has its own GPUs (``CUDA_VISIBLE_DEVICES``) and its share of the CPU cores
+(``OMP_NUM_THREADS``, which sets torch's threads): launch.py. A slot without GPUs starts its next
+trial when the last one's training is over, while that one tests (handoff.py).
 """
 
 import json
 import os
 import queue
 import secrets
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from lightning_app.sweep import launch
 from lightning_app.sweep.checks import cli_arguments
 from lightning_app.sweep.file import SweepFile
 from lightning_app.sweep.grid import SPARE
+from lightning_app.sweep.handoff import Tails, trained_run
 from lightning_app.sweep.launch import visible_gpus, worker_environments
 
 # Tells machines apart (a sweep fails at once only its own machine's orphans); the variable is for
@@ -34,6 +39,7 @@ from lightning_app.sweep.launch import visible_gpus, worker_environments
 HOST = os.environ.get("LIGHTNING_APP_SWEEP_HOST") or socket.gethostname()
 ENV = "LIGHTNING_APP_SWEEP"  # how a trial learns its study: see callback.py
 CALLBACK = "lightning_app.sweep.callback.SweepTrial"  # not imported here: it imports Lightning (seconds)
+POLL = 0.02  # seconds between looks for the end of a run's training (handoff.py)
 
 
 class TrialFailed(Exception):
@@ -46,6 +52,14 @@ class Spare(TrialFailed):
 
 class Interrupted(Exception):
     """The sweep was stopped (Ctrl-C, SIGTERM) while this trial ran."""
+
+
+def _exit_code(child, timeout: float | None) -> int | None:
+    """The run's exit code, or None while it still runs after ``timeout`` seconds."""
+    try:
+        return child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -93,6 +107,8 @@ class TrialRunner:
         self.stopped: set[int] = set()  # trials that were running when the sweep was interrupted
         self.interrupted = False
         self.halted: str | None = None  # why the sweep stopped itself
+        self.tails = Tails()  # told trials whose runs still test and draw (handoff.py)
+        self.handoff: Path | None = None  # a folder for the workers' gates and the trained files, made on first use
 
     def extra(self, run_id: str, run_name: str, seed: int | None) -> list[str]:
         """What the sweep adds to a run's command line after the user's overrides."""
@@ -144,32 +160,77 @@ class TrialRunner:
         if seed is not None:
             spec["pruning"] = None  # the seeds would report to one trial: the driver turns pruning off
         worker, environment = self.slots.get()
+        trained = None
         try:
             if self.interrupted or self.halted:
                 self.stopped.add(trial.number)
                 raise Interrupted(f"trial {label} was not started: the sweep is stopping")
             print(f"trial {label} started (worker {worker}): {' '.join(command)}", flush=True)
+            if "CUDA_VISIBLE_DEVICES" not in environment:  # no GPU: the next trial may start while this one tests
+                self.handoff = self.handoff or Path(tempfile.mkdtemp(prefix="lightning_app-sweep-"))
+                trained = self.handoff / f"trial-{label}.trained"
+                spec.update(gate=str(self.handoff / f"worker-{worker}.gate"), trained=str(trained))
             key = (trial.number, seed)
-            returncode = self._run(key, command, {**os.environ, **environment, ENV: json.dumps(spec)}, log)
+            returncode = self._run(key, command, {**os.environ, **environment, ENV: json.dumps(spec)}, log, trained)
         finally:
             self.slots.put((worker, environment))
+        def after(code: int) -> str | None:
+            return self._after_tail(trial, key, label, run_attr, log, code)
+
+        if returncode is None:  # its training is over: it tests and draws while the next trial starts
+            self.tails.watch(key, self.children[key].wait, after)
+        elif returncode != 0 and trial.number not in self.stopped and self._has_metric(trained_run(trained)):
+            self.tails.watch(key, lambda: returncode, after)  # it failed after its training, before the sweep looked:
+            returncode = None  # the same as when it fails later
         return self._result(trial, label, run_attr, returncode, run_id, log, first)
 
-    def _run(self, key: tuple[int, int | None], command: list[str], environment: dict[str, str], log: Path) -> int:
+    def _run(self, key: tuple[int, int | None], command: list[str], environment: dict[str, str], log: Path,
+             trained: Path | None) -> int | None:  # fmt: skip
+        """The run's exit code; None (the run still in ``children``) once its ``trained`` file names a
+        run folder whose summary holds the sweep metric."""
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as output:
             child = launch.start(command, cli_arguments(command), environment, log, output, self.launcher)
             self.children[key] = child
+            code = None
             try:
-                return child.wait()
+                while (code := _exit_code(child, POLL if trained else None)) is None:
+                    run = trained_run(trained)
+                    if self._has_metric(run):
+                        return None
+                    if run is not None:  # trained, but its metric comes from its test: wait for its exit
+                        trained = None
+                return code
             except KeyboardInterrupt:  # one worker: the signal came to this thread, and was passed on to the run
-                child.wait()
+                code = child.wait()
                 raise
             finally:
-                del self.children[key]
+                if code is not None:
+                    del self.children[key]
 
-    def _result(self, trial: optuna.Trial, label: str, run_attr: str, returncode: int, run_id: str, log: Path,
+    def _has_metric(self, run: Path | None) -> bool:
+        if run is None:
+            return False
+        try:
+            return self.sweep.metric in read_dict(run / "summary.json", json.loads).get("last", {})
+        except (OSError, ValueError):  # the run's exit decides, as without a handoff
+            return False
+
+    def _after_tail(self, trial: optuna.Trial, key: tuple[int, int | None], label: str, run_attr: str, log: Path,
+                    code: int) -> str | None:  # fmt: skip
+        """When a told trial's run has exited: a pruned run's summary says so; a failure is returned."""
+        self.children.pop(key, None)
+        reported = trial.study.get_trials(deepcopy=False)[trial.number].user_attrs
+        if "pruned_at" in reported and run_attr in reported:
+            _mark_pruned(Path(reported[run_attr]), reported["pruned_at"])
+        if code != 0:
+            return (f"trial {label}: its run exited with code {code} after its training (the test after fit or the "
+                    f"pictures); the trial keeps its metric; the end of {log}:\n{_tail(log)}")  # fmt: skip
+        return None
+
+    def _result(self, trial: optuna.Trial, label: str, run_attr: str, returncode: int | None, run_id: str, log: Path,
                 first: bool) -> float:  # fmt: skip
+        """The trial's metric from its summary; ``returncode`` None: the run has said its training is over."""
         if trial.number in self.stopped:
             raise Interrupted(f"trial {label} was stopped with the sweep")
         reported = trial.study.get_trials(deepcopy=False)[trial.number].user_attrs  # as the run itself set them
@@ -178,7 +239,7 @@ class TrialRunner:
         run = Path(reported[run_attr]) if run_attr in reported else next(Path().glob(f"*/*/{run_id}"), None)
         if run is not None and first:
             trial.set_user_attr("run", str(run))
-        if returncode != 0:
+        if returncode not in (0, None):
             raise TrialFailed(f"trial {label} exited with code {returncode}; the end of {log}:\n{_tail(log)}")
         if run is None or not (run / "summary.json").exists():
             raise TrialFailed(f"trial {label} wrote no summary.json (run: {run}): the run must record its folder")
@@ -194,10 +255,9 @@ class TrialRunner:
         if self.seeds is None:
             trial.set_user_attr("value", value)
         if "pruned_at" in reported:
-            summary["status"] = f"pruned after validation {reported['pruned_at']}"
-            (run / "summary.json.part").write_text(json.dumps(summary, indent=1))
-            os.replace(run / "summary.json.part", run / "summary.json")  # a reader never sees half a file
-            raise optuna.TrialPruned(summary["status"])
+            if returncode is not None:  # else once the run has exited, which writes its summary last
+                _mark_pruned(run, reported["pruned_at"])
+            raise optuna.TrialPruned(f"pruned after validation {reported['pruned_at']}")
         return value
 
     def announce(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -216,7 +276,9 @@ class TrialRunner:
     def halt(self, reason: str) -> None:
         """Stops the sweep by itself: no new trial starts, and the running ones are stopped."""
         self.halted = reason
-        for (number, _), child in dict(self.children).items():
+        for (number, seed), child in dict(self.children).items():
+            if (number, seed) in self.tails.keys:  # a finished trial's test: let it end
+                continue
             self.stopped.add(number)
             child.send_signal(signal.SIGINT)
 
@@ -225,8 +287,25 @@ class TrialRunner:
         first = not self.interrupted
         self.interrupted = True
         running = dict(self.children)
-        self.stopped.update(number for number, _ in running)
+        self.stopped.update(number for number, seed in running if (number, seed) not in self.tails.keys)  # told: kept
         for child in running.values():
             child.send_signal(signal.SIGINT if first else signal.SIGKILL)
         if first:
             raise KeyboardInterrupt
+
+    def close(self) -> None:
+        """Waits for the runs that still test (the report comes after them); removes the gates."""
+        self.tails.join()
+        if self.handoff is not None:
+            shutil.rmtree(self.handoff, ignore_errors=True)
+
+
+def _mark_pruned(run: Path, at: int) -> None:
+    """Says in the run's summary that the sweep pruned it after validation ``at``."""
+    try:
+        summary = read_dict(run / "summary.json", json.loads)
+    except (OSError, ValueError):
+        return
+    summary["status"] = f"pruned after validation {at}"
+    (run / "summary.json.part").write_text(json.dumps(summary, indent=1))
+    os.replace(run / "summary.json.part", run / "summary.json")  # a reader never sees half a file

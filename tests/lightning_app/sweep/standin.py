@@ -11,6 +11,10 @@ import json, os, sys, time
 from pathlib import Path
 import yaml
 
+from lightning_app.sweep.handoff import say_trained, take_turn
+
+started = time.time()
+spec = json.loads(os.environ.get("LIGHTNING_APP_SWEEP", "{}"))
 config = {}
 for arg in sys.argv[1:]:
     key, _, text = arg[2:].partition("=")
@@ -26,10 +30,20 @@ run.mkdir(parents=True)
 host = os.environ.get("LIGHTNING_APP_SWEEP_HOST", "")
 while Path("hold").exists() or Path(f"hold-{host}").exists():  # the test holds the trial running
     time.sleep(0.05)
+turn = take_turn(spec.get("gate"))  # as the SweepTrial callback does before the training
+trained = time.time()
 if config["x"] == config.get("fail_at"):
     sys.exit("this trial fails")
 score = -(config["x"] - 2) ** 2 - sum(config.get("y", [0])) + config.get("seed_everything", 0) / 10
 (run / "summary.json").write_text(json.dumps({"status": "finished", "last": {"score": score}}))
+say_trained(spec.get("trained"), run.resolve())  # as the callback does at the end of fit
+time.sleep(config.get("tail", 0))  # the test after fit and the pictures
+tested = {"status": "finished", "last": {"score": score}, "test": {"test/score": score}}
+(run / "summary.json").write_text(json.dumps(tested))
+times = {"started": started, "trained": trained, "exited": time.time(), "gate": spec.get("gate")}
+(run / "times.json").write_text(json.dumps(times))
+if config["x"] == config.get("tail_fail_at"):
+    sys.exit("this trial's test fails")
 '''
 
 

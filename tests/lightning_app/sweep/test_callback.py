@@ -37,10 +37,10 @@ def study(in_tmp):
     return study
 
 
-def fit_as_trial(monkeypatch, study, pruning, driver_pid=None):
+def fit_as_trial(monkeypatch, study, pruning, driver_pid=None, **handoff):
     trial = study.ask()
     spec = {"study": "s", "storage": STORAGE, "metric": "val/acc_best", "pruning": pruning,
-            "trial_id": trial._trial_id, "driver_pid": driver_pid or os.getppid()}  # fmt: skip
+            "trial_id": trial._trial_id, "driver_pid": driver_pid or os.getppid(), **handoff}  # fmt: skip
     monkeypatch.setenv(ENV, json.dumps(spec))
     return main(ARGS).trainer, study.get_trials()[trial.number]
 

@@ -88,7 +88,7 @@ def test_a_metric_the_trials_do_not_log_fails_them_with_the_metrics_they_have(wr
     spec = yaml.safe_load(open(path).read())
     spec["metric"]["name"] = "val/acc"
     open(path, "w").write(yaml.safe_dump(spec))
-    with pytest.raises(SystemExit, match=r"stopped: trial 0 did not log 'val/acc' \(logged: \['score'\]\)"):
+    with pytest.raises(SystemExit, match=r"stopped: trial 0 did not log 'val/acc' \(logged: \['score', 'test/score'\]\)"):
         sweep_cli.main([path])
     assert trials()[0].state == STATES.FAIL
 

@@ -1,0 +1,80 @@
+"""A CPU worker starts its next trial while the last one tests and draws, and trains it once that has exited.
+
+A trial's run ends its training, then tests and draws its pictures (0.4 s for a small model). The
+sweep does not wait for that:
+
+- At the end of its training the run's SweepTrial callback writes its run folder into the trial's
+  ``trained`` file. The sweep reads the metric from that run's ``summary.json`` (its ``last``
+  values, final by then), gives it to Optuna, which samples the next trial knowing it, and starts
+  the next trial on the same worker.
+- Before it trains, a run takes its worker's turn: an exclusive lock on the worker's ``gate`` file,
+  held until its process ends (the kernel drops it even on ``kill -9``). So the next run parses,
+  starts W&B and reads its data while the last one tests, and trains alone on the worker's cores.
+- The sweep still waits for the last run's exit (``Tails``) before its report: an exit code other
+  than 0 (the test after fit or the pictures failed) is said on the console and at the end of the
+  report; the trial keeps its metric, which its training produced.
+
+Only on workers without GPUs: two runs on one GPU could run out of its memory. A sweep metric that
+is not in ``last`` (a ``test/`` one) is read when the run has exited, as before.
+"""
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+from typing import Callable, TextIO
+
+
+def take_turn(gate: str | None) -> TextIO | None:
+    """Waits until the worker's last run has exited; holds the turn until this process ends (keep the file)."""
+    if not gate:
+        return None
+    file = open(gate, "a")
+    fcntl.flock(file, fcntl.LOCK_EX)  # Ctrl-C still interrupts the wait
+    return file
+
+
+def say_trained(trained: str | None, run: Path) -> None:
+    """Tells the sweep that this run's training is over and where its ``summary.json`` is."""
+    if trained:
+        partial = Path(trained + ".part")
+        partial.write_text(str(run))
+        os.replace(partial, trained)  # the sweep never reads half a path
+
+
+def trained_run(trained: Path | None) -> Path | None:
+    """The run folder a ``say_trained`` file names, once it is there."""
+    try:
+        return Path(trained.read_text()) if trained is not None else None
+    except FileNotFoundError:  # not yet
+        return None
+
+
+class Tails:
+    """Runs whose trials are told but whose processes still test and draw; each watched on a thread."""
+
+    def __init__(self) -> None:
+        self.keys: set = set()  # the runs' keys in TrialRunner.children
+        self.failures: list[str] = []
+        self._threads: list[threading.Thread] = []
+
+    def watch(self, key, wait: Callable[[], int], done: Callable[[int], str | None]) -> None:
+        """``wait`` for the run's exit code, then ``done(code)``: what went wrong, or None."""
+        self.keys.add(key)
+
+        def tail() -> None:
+            try:
+                failure = done(wait())
+            finally:
+                self.keys.discard(key)
+            if failure:
+                print(failure, flush=True)
+                self.failures.append(failure)
+
+        thread = threading.Thread(target=tail, name=f"tail-{key}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
