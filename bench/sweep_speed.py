@@ -54,13 +54,16 @@ def main() -> None:
     print("| round | checkout | launcher | sweep wall s | sum train_seconds | fixed cost per trial s |")
     print("| --- | --- | --- | --- | --- | --- |")
     costs: dict[tuple[Path, str], list[float]] = {(root, launcher): [] for root in args.roots for launcher in args.launchers}
+    walls: dict[tuple[Path, str], list[float]] = {key: [] for key in costs}
     for round_ in range(args.rounds):
         for (root, launcher), values in costs.items():
             wall, train = one_sweep(root.resolve(), launcher, args.trials, args.epochs)
             values.append((wall - train) / args.trials)
+            walls[root, launcher].append(wall)
             print(f"| {round_} | {root} | {launcher} | {wall:.1f} | {train:.1f} | {values[-1]:.2f} |", flush=True)
     for (root, launcher), values in costs.items():
-        print(f"median fixed cost per trial, {root}, {launcher}: {statistics.median(values):.2f} s over {len(values)} rounds")
+        print(f"median fixed cost per trial, {root}, {launcher}: {statistics.median(values):.2f} s over {len(values)} "
+              f"rounds (the sweep's wall time: {statistics.median(walls[root, launcher]):.1f} s)")
 
 
 if __name__ == "__main__":
