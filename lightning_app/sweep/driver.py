@@ -113,6 +113,19 @@ def optimize(study: optuna.Study, admin: optuna.Study, runner: TrialRunner, targ
             return
 
 
+def run_trials(study: optuna.Study, admin: optuna.Study, runner: TrialRunner, target: int, workers: int) -> None:
+    """``optimize``, and on Ctrl-C or a stopped sweep the trials that were stopped queued again."""
+    try:
+        optimize(study, admin, runner, target, workers)
+    except KeyboardInterrupt:
+        requeue(admin, runner.stopped)  # so that rerunning the command runs them again
+    except (SweepStopped, Interrupted):  # the first to reach here: a stopped trial of another worker may be
+        if runner.interrupted:
+            requeue(admin, runner.stopped)
+        elif not runner.halted:
+            raise
+
+
 def first_failure(study: optuna.Study) -> str:
     """The first failed trial's error, its last line (the exception a traceback ends with)."""
     failed = [t for t in study.get_trials(deepcopy=False, states=(STATES.FAIL,)) if t.user_attrs.get("error")]
@@ -174,19 +187,13 @@ def main(argv: list[str] | None = None) -> optuna.Study:
           f"{'pruning ' + str(pruning) if pruning else 'no pruning'}, study in {hidden(url)}", flush=True)  # fmt: skip
     handlers = {signum: signal.signal(signum, runner.on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        optimize(study, admin, runner, target, args.workers)
-    except KeyboardInterrupt:
-        requeue(admin, runner.stopped)  # so that rerunning the command runs them again
-    except (SweepStopped, Interrupted):  # the first to reach here: a stopped trial of another worker may be
-        if runner.interrupted:
-            requeue(admin, runner.stopped)
-        elif not runner.halted:
-            raise
+        run_trials(study, admin, runner, target, args.workers)
+        text = report(study, sweep, folder)  # while the last runs still test: it needs only their trials
     finally:
-        runner.close()  # the runs still testing end first (a second Ctrl-C kills them)
+        runner.close()  # the runs still testing end before the report is shown (a second Ctrl-C kills them)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    print(report(study, sweep, folder), flush=True)
+    print(text, flush=True)
     for failure in runner.tails.failures:  # said when it happened too
         print(failure.split("; the end of")[0], flush=True)
     if runner.interrupted:
