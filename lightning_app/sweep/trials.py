@@ -174,6 +174,7 @@ class TrialRunner:
             returncode = self._run(key, command, {**os.environ, **environment, ENV: json.dumps(spec)}, log, trained)
         finally:
             self.slots.put((worker, environment))
+
         def after(code: int) -> str | None:
             return self._after_tail(trial, key, label, run_attr, log, code)
 
@@ -294,7 +295,7 @@ class TrialRunner:
             raise KeyboardInterrupt
 
     def close(self) -> None:
-        """Waits for the runs that still test (the report comes after them); removes the gates."""
+        """Waits for the runs that still test (the report is shown after them); removes the gates."""
         self.tails.join()
         if self.handoff is not None:
             shutil.rmtree(self.handoff, ignore_errors=True)
