@@ -20,9 +20,12 @@ is not in ``last`` (a ``test/`` one) is read when the run has exited, as before.
 
 import fcntl
 import os
+import subprocess
 import threading
 from pathlib import Path
 from typing import Callable, TextIO
+
+POLL = 0.02  # seconds between the sweep's looks for the end of a run's training
 
 
 def take_turn(gate: str | None) -> TextIO | None:
@@ -47,6 +50,25 @@ def trained_run(trained: Path | None) -> Path | None:
     try:
         return Path(trained.read_text()) if trained is not None else None
     except FileNotFoundError:  # not yet
+        return None
+
+
+def wait_for_training(child, trained: Path | None, has_metric: Callable[[Path | None], bool]) -> int | None:
+    """The run's exit code; None, the run still going, once its ``trained`` file names a run folder
+    that ``has_metric`` (the sweep metric in its summary). ``child``: a ``Popen`` or a ``ForkedRun``."""
+    while (code := _exit_code(child, POLL if trained else None)) is None:
+        run = trained_run(trained)
+        if has_metric(run):
+            return None
+        if run is not None:  # trained, but its metric comes from its test: wait for its exit
+            trained = None
+    return code
+
+
+def _exit_code(child, timeout: float | None) -> int | None:
+    try:
+        return child.wait(timeout)
+    except subprocess.TimeoutExpired:
         return None
 
 

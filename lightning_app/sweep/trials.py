@@ -31,7 +31,7 @@ from lightning_app.sweep import launch
 from lightning_app.sweep.checks import cli_arguments
 from lightning_app.sweep.file import SweepFile
 from lightning_app.sweep.grid import SPARE
-from lightning_app.sweep.handoff import Tails, trained_run
+from lightning_app.sweep.handoff import Tails, trained_run, wait_for_training
 from lightning_app.sweep.launch import visible_gpus, worker_environments
 
 # Tells machines apart (a sweep fails at once only its own machine's orphans); the variable is for
@@ -39,7 +39,6 @@ from lightning_app.sweep.launch import visible_gpus, worker_environments
 HOST = os.environ.get("LIGHTNING_APP_SWEEP_HOST") or socket.gethostname()
 ENV = "LIGHTNING_APP_SWEEP"  # how a trial learns its study: see callback.py
 CALLBACK = "lightning_app.sweep.callback.SweepTrial"  # not imported here: it imports Lightning (seconds)
-POLL = 0.02  # seconds between looks for the end of a run's training (handoff.py)
 
 
 class TrialFailed(Exception):
@@ -52,14 +51,6 @@ class Spare(TrialFailed):
 
 class Interrupted(Exception):
     """The sweep was stopped (Ctrl-C, SIGTERM) while this trial ran."""
-
-
-def _exit_code(child, timeout: float | None) -> int | None:
-    """The run's exit code, or None while it still runs after ``timeout`` seconds."""
-    try:
-        return child.wait(timeout)
-    except subprocess.TimeoutExpired:
-        return None
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -195,12 +186,7 @@ class TrialRunner:
             self.children[key] = child
             code = None
             try:
-                while (code := _exit_code(child, POLL if trained else None)) is None:
-                    run = trained_run(trained)
-                    if self._has_metric(run):
-                        return None
-                    if run is not None:  # trained, but its metric comes from its test: wait for its exit
-                        trained = None
+                code = wait_for_training(child, trained, self._has_metric)
                 return code
             except KeyboardInterrupt:  # one worker: the signal came to this thread, and was passed on to the run
                 code = child.wait()
