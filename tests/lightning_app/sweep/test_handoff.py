@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from lightning_app.sweep import driver as sweep_cli
-from lightning_app.sweep.handoff import Tails, say_trained, take_turn, trained_run
+from lightning_app.sweep.handoff import Tails, say_trained, take_turn, trained_run, wait_for_training
 
 from tests.lightning_app.sweep.standin import trials
 from tests.lightning_app.sweep.test_callback import STORAGE, fit_as_trial
@@ -52,6 +52,30 @@ def test_the_trained_file_names_the_run_once_it_is_written_whole(tmp_path):
     say_trained(str(trained), tmp_path / "run")
     assert trained_run(trained) == tmp_path / "run" and not list(tmp_path.glob("*.part"))
     say_trained(None, tmp_path / "run")  # outside a sweep's CPU worker: nothing to say
+
+
+class Child:
+    """A run that says it is trained on its ``trained_at``-th look and exits with 0 on its ``exits_at``-th."""
+
+    def __init__(self, trained: Path, run: Path, trained_at: int, exits_at: int) -> None:
+        self.trained, self.run, self.trained_at, self.exits_at, self.looks = trained, run, trained_at, exits_at, 0
+
+    def wait(self, timeout=None):
+        self.looks += 1
+        if self.looks == self.trained_at:
+            say_trained(str(self.trained), self.run)
+        return 0 if timeout is None or self.looks >= self.exits_at else None
+
+
+def test_the_sweep_stops_waiting_at_the_end_of_training_only_for_a_metric_the_training_gives(tmp_path):
+    trained = tmp_path / "trial-0.trained"
+    child = Child(trained, tmp_path / "run", trained_at=3, exits_at=10)
+    assert wait_for_training(child, trained, lambda run: run is not None) is None and child.looks == 3
+    test_metric = Child(tmp_path / "trial-1.trained", tmp_path / "run", trained_at=3, exits_at=10)
+    assert wait_for_training(test_metric, tmp_path / "trial-1.trained", lambda run: False) == 0
+    assert test_metric.looks == 4  # after the trained file, one blocking wait for the exit
+    gpu = Child(trained, tmp_path / "run", trained_at=3, exits_at=10)
+    assert wait_for_training(gpu, None, lambda run: True) == 0 and gpu.looks == 1  # no handoff: one wait
 
 
 def test_tails_say_what_failed_once_their_runs_have_exited(capsys):
