@@ -22,6 +22,7 @@ import fcntl
 import os
 import subprocess
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -32,17 +33,25 @@ def take_turn(gate: str | None) -> TextIO | None:
     """Waits until the worker's last run has exited; holds the turn until this process ends (keep the file)."""
     if not gate:
         return None
-    file = open(gate, "a")
+    try:
+        file = open(gate, "a")
+    except OSError as error:  # the sweep's folder is gone (a temp cleaner, a crashed sweep): nothing to wait for
+        warnings.warn(f"sweep: cannot open the worker's turn {gate} ({error.strerror}); this run trains without it")
+        return None
     fcntl.flock(file, fcntl.LOCK_EX)  # Ctrl-C still interrupts the wait
     return file
 
 
 def say_trained(trained: str | None, run: Path) -> None:
     """Tells the sweep that this run's training is over and where its ``summary.json`` is."""
-    if trained:
-        partial = Path(trained + ".part")
+    if not trained:
+        return
+    partial = Path(trained + ".part")
+    try:
         partial.write_text(str(run))
         os.replace(partial, trained)  # the sweep never reads half a path
+    except OSError as error:  # the sweep's folder is gone: it waits for this run's exit instead
+        warnings.warn(f"sweep: cannot write {trained} ({error.strerror}); the sweep waits for this run's exit")
 
 
 def trained_run(trained: Path | None) -> Path | None:

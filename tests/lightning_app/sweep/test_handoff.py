@@ -46,6 +46,14 @@ def test_a_turn_is_held_until_its_file_is_closed_and_nothing_is_taken_without_a_
     assert take_turn(None) is None and take_turn("") is None
 
 
+def test_a_run_whose_sweep_folder_is_gone_trains_and_ends_with_a_warning(tmp_path):
+    gone = tmp_path / "removed"  # a temp cleaner took the sweep's folder
+    with pytest.warns(UserWarning, match="trains without it"):
+        assert take_turn(str(gone / "worker-0.gate")) is None
+    with pytest.warns(UserWarning, match="waits for this run's exit"):
+        say_trained(str(gone / "trial-0.trained"), tmp_path / "run")
+
+
 def test_the_trained_file_names_the_run_once_it_is_written_whole(tmp_path):
     trained = tmp_path / "trial-0.trained"
     assert trained_run(trained) is None and trained_run(None) is None
