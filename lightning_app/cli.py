@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.checkpoints import FaultTolerance, ModelCheckpointLast, ckpt_path
-from lightning_app.defaults import TimedProgressBar, compile_model, fuse, warn_if_bf16_is_slow
+from lightning_app.defaults import TimedProgressBar, compile_model, fuse, skip_empty_step_hooks, warn_if_bf16_is_slow
 from lightning_app.errors import UsefulErrorParser, check_config_files, check_optimizer
 from lightning_app.pictures import Pictures, default_pictures
 from lightning_app.record.folder import PROJECT, RunLock, experiment_name
@@ -180,6 +180,7 @@ class AppCLI(LightningCLI):
         )
         if self.subcommand == "fit" and self.trainer.logger and self._get(self.config, "lr_scheduler"):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval=self._get(self.config, "lr_interval")))
+        skip_empty_step_hooks(self.trainer.callbacks)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         if self.run_folder is not None:  # no logger: the run's own folder, not the shared root

@@ -1,8 +1,10 @@
-"""What the CLI applies to every run: fused optimizer steps, the progress bar by time, the bf16 warning."""
+"""What the CLI applies to every run: fused optimizer steps, the progress bar by time, the bf16 warning, no empty
+per-step hooks."""
 
 import warnings
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -170,3 +172,28 @@ def test_fast_bf16_and_other_precisions_stay_quiet(bf16_fast, in_tmp):
     calls = bf16_fast["calls"]
     assert build("32-true") == [] and build("64-true") == []
     assert bf16_fast["calls"] == calls  # nothing measured unless bfloat16 is asked for
+
+
+# Empty per-step hooks are not called: Lightning would call each, every step, for nothing.
+
+
+class CountsSteps(L.Callback):
+    """Overrides one per-step hook; leaves the others empty."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps += 1
+
+
+def test_empty_step_hooks_are_skipped_and_the_others_still_run(in_tmp):
+    fit = ["fit", "--config", CONFIG, "--trainer.max_epochs", "1", "--trainer.logger", "false",
+           "--trainer.callbacks+=tests.lightning_app.test_defaults.CountsSteps", "--test_after_fit", "false"]  # fmt: skip
+    trainer = main(fit).trainer
+    counter = next(c for c in trainer.callbacks if isinstance(c, CountsSteps))
+    assert counter.steps == trainer.global_step > 0  # its own hook ran at every step
+    assert counter.on_train_batch_start is None and counter.on_before_backward is None
+    bar = next(c for c in trainer.callbacks if isinstance(c, TimedProgressBar))
+    assert callable(bar.on_train_batch_end) and bar.on_before_backward is None  # the bar draws; nothing else
+    assert all(getattr(c, hook) is None or callable(getattr(c, hook)) for c in trainer.callbacks for hook in defaults.STEP_HOOKS)
