@@ -137,8 +137,9 @@ class TimedProgressBar(TQDMProgressBar):
 
 
 def skip_empty_step_hooks(callbacks: list[Callback]) -> None:
-    """Sets each per-step hook that a callback leaves as ``Callback``'s own (empty) to None on it."""
+    """Sets each per-step hook that a callback leaves as ``Callback``'s own (empty) to None on it; a
+    hook its class or the instance itself sets is kept."""
     for callback in callbacks:
         for hook in STEP_HOOKS:
-            if getattr(type(callback), hook, None) is getattr(Callback, hook):
+            if hook not in vars(callback) and getattr(type(callback), hook, None) is getattr(Callback, hook):
                 setattr(callback, hook, None)

@@ -181,7 +181,11 @@ class CountsSteps(L.Callback):
     """Overrides one per-step hook; leaves the others empty."""
 
     def __init__(self) -> None:
-        self.steps = 0
+        self.steps = self.starts = 0
+        self.on_train_batch_start = self.count_start  # a hook the instance sets for itself
+
+    def count_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.starts += 1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.steps += 1
@@ -192,8 +196,8 @@ def test_empty_step_hooks_are_skipped_and_the_others_still_run(in_tmp):
            "--trainer.callbacks+=tests.lightning_app.test_defaults.CountsSteps", "--test_after_fit", "false"]  # fmt: skip
     trainer = main(fit).trainer
     counter = next(c for c in trainer.callbacks if isinstance(c, CountsSteps))
-    assert counter.steps == trainer.global_step > 0  # its own hook ran at every step
-    assert counter.on_train_batch_start is None and counter.on_before_backward is None
+    assert counter.steps == counter.starts == trainer.global_step > 0  # its own hooks ran at every step
+    assert counter.on_before_backward is None and counter.on_after_backward is None
     bar = next(c for c in trainer.callbacks if isinstance(c, TimedProgressBar))
     assert callable(bar.on_train_batch_end) and bar.on_before_backward is None  # the bar draws; nothing else
     assert all(getattr(c, hook) is None or callable(getattr(c, hook)) for c in trainer.callbacks for hook in defaults.STEP_HOOKS)
