@@ -15,7 +15,7 @@
   answers whether it is fast once per process, for this and for the kNN search).
 - ``TimedProgressBar``: Lightning's bar, redrawn by time rather than by step.
 - ``skip_empty_step_hooks``: Lightning calls every callback's every per-step hook at every step,
-  an empty one too, through its profiler's context and label (1.6 us a call); a default run's ten
+  an empty one too, through its profiler's context and label (1.6 us a call); a default run's eight
   callbacks leave most of theirs empty. Each empty one is set to None on the callback, which
   Lightning's dispatch passes over (it calls a hook only where it is callable).
 """
