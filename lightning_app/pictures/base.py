@@ -11,7 +11,6 @@ import contextlib
 import csv
 import functools
 import io
-import os
 import unicodedata
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from lightning_app.pictures.figures import Table, plain_text
 from lightning_app.record.folder import run_dir
+from lightning_app.record.read import replace_file
 from lightning_app.record.summary import add_files
 
 
@@ -99,9 +99,7 @@ def model_classes(pl_module, datamodule) -> int | None:
 
 def _replace(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")  # two runs sharing a folder never share this one
-    partial.write_bytes(content)
-    os.replace(partial, path)
+    replace_file(path, content)
 
 
 def write_png(fig, path: Path, dpi: int) -> Path:

@@ -1,4 +1,5 @@
-"""Reading a file that anyone may have put in a run folder or beside a checkpoint, safely.
+"""Reading a file that anyone may have put in a run folder or beside a checkpoint, safely; and
+writing one so that a reader never sees half of it (``replace_file``).
 
 Such a file may be anything: a link to ``/dev/zero`` (read whole, it fills the memory), a FIFO
 (opening it waits for a writer forever), a folder, a sparse file of gigabytes. So it is opened
@@ -46,3 +47,20 @@ def read_text(path: str | Path, limit: int) -> str:
         return read_bounded(path, limit).decode()
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 text: {error}") from None
+
+
+def replace_file(path: Path, content: str | bytes) -> None:
+    """Writes ``content`` into a partial file beside ``path`` and renames it over ``path``: a reader
+    sees the old file or the new one, never half of either. The partial file's name holds this
+    process's id, so two processes writing one path (two runs sharing a folder, two sweep workers)
+    never write into the same partial file; a failed write leaves none behind. No fsync: for
+    records and pictures, not checkpoints (``checkpoints/files.py``)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        if isinstance(content, str):
+            partial.write_text(content, encoding="utf-8")
+        else:
+            partial.write_bytes(content)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_app.checkpoints.faults import Stopped
-from lightning_app.record.read import read_bounded
+from lightning_app.record.read import read_bounded, replace_file
 from lightning_app.record.folder import run_dir
 
 SUMMARY_LIMIT = 1 << 24  # bytes: a summary is a few kB; its file list grows with the pictures, never to this
@@ -38,9 +38,7 @@ def _scalars(metrics: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[str,
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(data, indent=1))
-    os.replace(partial, path)  # a reader never sees half a file
+    replace_file(path, json.dumps(data, indent=1))
 
 
 def read_summary(path: Path) -> dict[str, Any]:

@@ -19,12 +19,13 @@ is not in ``last`` (a ``test/`` one) is read when the run has exited, as before.
 """
 
 import fcntl
-import os
 import subprocess
 import threading
 import warnings
 from pathlib import Path
 from typing import Callable, TextIO
+
+from lightning_app.record.read import replace_file
 
 POLL = 0.02  # seconds between the sweep's looks for the end of a run's training
 
@@ -46,10 +47,8 @@ def say_trained(trained: str | None, run: Path) -> None:
     """Tells the sweep that this run's training is over and where its ``summary.json`` is."""
     if not trained:
         return
-    partial = Path(trained + ".part")
     try:
-        partial.write_text(str(run))
-        os.replace(partial, trained)  # the sweep never reads half a path
+        replace_file(Path(trained), str(run))  # the sweep never reads half a path
     except OSError as error:  # the sweep's folder is gone: it waits for this run's exit instead
         warnings.warn(f"sweep: cannot write {trained} ({error.strerror}); the sweep waits for this run's exit")
 

@@ -9,7 +9,6 @@
   trials too), drawn with matplotlib.
 """
 
-import os
 import warnings
 from functools import partial
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import optuna
 import yaml
 
+from lightning_app.record.read import replace_file
 from lightning_app.sweep.file import SweepFile
 from lightning_app.sweep.grid import SPARE
 from lightning_app.sweep.trials import CALLBACK
@@ -105,9 +105,7 @@ def write_best(study: optuna.Study, sweep: SweepFile, folder: Path) -> str:
         f"# The best trial ({best.number}) of sweep {study.study_name}: {sweep.metric} = {_metric(best)}; "
         f"its run: {_where(best.user_attrs['run'])}\n"
     )
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(header + yaml.safe_dump(config, sort_keys=False))
-    os.replace(partial, path)  # several workers may finish at once
+    replace_file(path, header + yaml.safe_dump(config, sort_keys=False))  # several workers may finish at once
     return f"best: trial {best.number}, {sweep.metric} = {_metric(best)}; its config: {path}"
 
 

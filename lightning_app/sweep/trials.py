@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 
 from lightning_app.compare import read_dict
+from lightning_app.record.read import replace_file
 from lightning_app.sweep import launch
 from lightning_app.sweep.checks import cli_arguments
 from lightning_app.sweep.file import SweepFile
@@ -294,5 +295,4 @@ def _mark_pruned(run: Path, at: int) -> None:
     except (OSError, ValueError):
         return
     summary["status"] = f"pruned after validation {at}"
-    (run / "summary.json.part").write_text(json.dumps(summary, indent=1))
-    os.replace(run / "summary.json.part", run / "summary.json")  # a reader never sees half a file
+    replace_file(run / "summary.json", json.dumps(summary, indent=1))
