@@ -21,7 +21,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lightning_app import checkpoints  # noqa: E402
+from lightning_app.checkpoints import files  # noqa: E402
 from lightning_app.checkpoints import AtomicCheckpointIO, load_checkpoint  # noqa: E402
 
 
@@ -45,12 +45,12 @@ def main() -> None:
             plain, atomic = Path(folder) / "plain.ckpt", Path(folder) / "atomic.ckpt"
             times: dict[str, list[float]] = {}
             for _ in range(args.rounds):
-                checkpoints._checked.clear()  # a fresh process: nothing hashed yet
+                files._checked.clear()  # a fresh process: nothing hashed yet
                 for name, run in (
                     ("lightning save", lambda: TorchCheckpointIO().save_checkpoint(checkpoint, plain)),
                     ("atomic save", lambda: AtomicCheckpointIO().save_checkpoint(checkpoint, atomic)),
                     ("torch.load", lambda: torch.load(plain, weights_only=True)),
-                    ("checked first", lambda: (checkpoints._checked.clear(), load_checkpoint(atomic))),
+                    ("checked first", lambda: (files._checked.clear(), load_checkpoint(atomic))),
                     ("checked again", lambda: load_checkpoint(atomic)),
                 ):
                     times.setdefault(name, []).append(seconds(run))
