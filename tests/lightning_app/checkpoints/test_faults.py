@@ -1,15 +1,18 @@
-"""Crashes while a checkpoint is written never corrupt it; a NaN loss stops the run with a clear message."""
+"""Crashes while a checkpoint is written never corrupt it; a NaN loss stops the run with a clear message;
+the checkpoint callback's per-step hook does Lightning's work only where it can save."""
 
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_app.cli import main
-from lightning_app.checkpoints import AtomicCheckpointIO, load_checkpoint
+from lightning_app.checkpoints import AtomicCheckpointIO, ModelCheckpointLast, load_checkpoint
 
 ROOT = Path(__file__).parents[3]
 DIGITS = ["fit", "--config", str(ROOT / "configs/digits_mlp.yaml"), "--trainer.logger", "false", "--trainer.max_epochs", "1"]
@@ -94,3 +97,21 @@ def test_a_nan_loss_before_any_update_points_at_the_inputs_first():
     trainer = SimpleNamespace(world_size=1, current_epoch=0, global_step=0)
     with pytest.raises(FloatingPointError, match=r"^check the inputs first: training loss is nan at epoch 0, global step 0"):
         FaultTolerance().on_before_backward(trainer, None, torch.tensor(float("nan")))
+
+
+@pytest.mark.parametrize(
+    "kwargs, runs", [({}, False), ({"every_n_train_steps": 4}, True), ({"train_time_interval": timedelta(minutes=5)}, True)]
+)
+def test_the_per_step_hook_runs_lightnings_only_where_it_can_save(kwargs, runs, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ModelCheckpoint, "on_train_batch_end", lambda self, *args: calls.append(args))
+    ModelCheckpointLast(**kwargs).on_train_batch_end("trainer", "module", "outputs", "batch", 0)
+    assert calls == ([("trainer", "module", "outputs", "batch", 0)] if runs else [])
+
+
+def test_checkpoints_every_n_train_steps_are_still_written_mid_epoch(in_tmp):
+    # Digits at batch 128: 11 steps an epoch; the checkpoints of steps 5 and 10 come from the per-step hook alone.
+    args = ["--checkpoint.every_n_train_steps", "5", "--checkpoint.monitor", "step", "--checkpoint.save_top_k", "-1"]
+    cli = main([*DIGITS, "--data.batch_size", "128", "--test_after_fit", "false", *args])
+    names = sorted(p.name for p in Path(cli.trainer.checkpoint_callback.dirpath).glob("epoch*.ckpt"))
+    assert names == ["epoch0-step10.ckpt", "epoch0-step5.ckpt"]
