@@ -234,3 +234,22 @@ def test_a_nan_pixel_stops_the_knn_instead_of_scoring_chance():
     images[1, 0, 0, 1] = float("nan")
     with pytest.raises(ValueError, match="the queries: 1 rows hold NaN or infinite values, the first is row 1"):
         model(images)
+
+
+@pytest.mark.parametrize("rows, dim, gathered_into", [(5000, 16, "the work buffer"), (40, 512, "new memory")])
+def test_l2_rescoring_gathers_into_the_spent_products_where_they_fit(rows, dim, gathered_into, monkeypatch):
+    # 5,000 bfloat16 products a query hold 32 candidate rows of 16 float32; 40 do not hold 32 rows of 512.
+    generator = torch.Generator().manual_seed(2)
+    memory, queries = torch.randn(rows, dim, generator=generator), torch.randn(30, dim, generator=generator)
+    buffers = []
+    exact = knn_l2.exact_sq_l2
+
+    def recorded(queries, memory, candidates, rows="scored against every row"):
+        if not isinstance(rows, str):  # rescore's calls
+            buffers.append("new memory" if rows is None else "the work buffer")
+        return exact(queries, memory, candidates, None if isinstance(rows, str) else rows)
+
+    monkeypatch.setattr(knn_l2, "exact_sq_l2", recorded)
+    distances, indices = nearest_neighbours(queries, memory, 3, "l2", 2**20, "bfloat16")
+    assert indices.tolist() == _reference(queries, memory, 3).tolist()
+    assert set(buffers) == {gathered_into}
