@@ -1,6 +1,8 @@
 """What the CLI applies to every run: fused optimizer steps, the progress bar by time, the bf16 warning, no empty
-per-step hooks."""
+per-step hooks, glibc's malloc thresholds fixed."""
 
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -201,3 +203,71 @@ def test_empty_step_hooks_are_skipped_and_the_others_still_run(in_tmp):
     bar = next(c for c in trainer.callbacks if isinstance(c, TimedProgressBar))
     assert callable(bar.on_train_batch_end) and bar.on_before_backward is None  # the bar draws; nothing else
     assert all(getattr(c, hook) is None or callable(getattr(c, hook)) for c in trainer.callbacks for hook in defaults.STEP_HOOKS)
+
+
+class FakeLibc:
+    """A glibc stand-in that records its mallopt calls (the test process's own allocator is left as it is)."""
+
+    gnu_get_libc_version = None
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def mallopt(self, parameter: int, value: int) -> int:
+        self.calls.append((parameter, value))
+        return 1
+
+
+@pytest.fixture
+def libc(monkeypatch) -> FakeLibc:
+    fake = FakeLibc()
+    monkeypatch.setattr(defaults.ctypes, "CDLL", lambda name: fake)
+    for variable in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(variable, raising=False)
+    return fake
+
+
+def test_glibcs_malloc_thresholds_are_fixed(libc, monkeypatch):
+    monkeypatch.setattr(defaults.sys, "platform", "linux")
+    assert defaults.fix_malloc_thresholds()
+    assert libc.calls == [(-3, 64 << 20), (-1, 128 << 20)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+
+
+@pytest.mark.parametrize("variable", ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"])
+def test_a_threshold_the_environment_sets_is_kept(variable, libc, monkeypatch):
+    monkeypatch.setattr(defaults.sys, "platform", "linux")
+    monkeypatch.setenv(variable, "131072")
+    assert not defaults.fix_malloc_thresholds() and libc.calls == []
+
+
+def test_another_c_library_or_system_is_left_alone(libc, monkeypatch):
+    monkeypatch.setattr(defaults.sys, "platform", "darwin")
+    assert not defaults.fix_malloc_thresholds()
+    monkeypatch.setattr(defaults.sys, "platform", "linux")
+    monkeypatch.delattr(FakeLibc, "gnu_get_libc_version")  # musl
+    assert not defaults.fix_malloc_thresholds() and libc.calls == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc")
+def test_a_fixed_threshold_serves_a_48_mib_block_from_the_heap():
+    # In a fresh process: mallinfo2's hblks counts the blocks malloc mapped apart from its heap. glibc's
+    # own threshold never rises above 32 MiB, so a 48 MiB block is one; under the fixed one (64 MiB) it is not.
+    script = """
+import ctypes, sys
+from lightning_app.defaults import fix_malloc_thresholds
+libc = ctypes.CDLL(None)
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype, libc.malloc.restype = Info, ctypes.c_void_p
+if sys.argv[1] == "fix":
+    assert fix_malloc_thresholds()
+before = libc.mallinfo2().hblks
+block = libc.malloc(48 << 20)
+print(libc.mallinfo2().hblks - before)
+"""
+    counts = {}
+    for mode in ("glibc", "fix"):
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, cwd=ROOT, check=True)
+        counts[mode] = int(out.stdout.split()[-1])
+    assert counts == {"glibc": 1, "fix": 0}

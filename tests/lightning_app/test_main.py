@@ -11,6 +11,7 @@ def test_the_entry_point_freezes_the_imported_objects_before_the_run_and_after_i
         made.extend([] for _ in range(1000))  # what a run leaves until exit
 
     monkeypatch.setattr(entry, "main", main)
+    monkeypatch.setattr(entry, "fix_malloc_thresholds", lambda: True)  # this test process's allocator stays as it is
     gc.unfreeze()
     try:
         entry.run()
@@ -19,3 +20,12 @@ def test_the_entry_point_freezes_the_imported_objects_before_the_run_and_after_i
         gc.unfreeze()  # this test process collects as usual again
     assert seen[0] > 100_000  # torch's and Lightning's objects, frozen when the run starts
     assert after >= seen[0] + len(made)  # and what the run made, frozen at its end
+
+
+def test_the_entry_point_fixes_the_malloc_thresholds_before_the_run(monkeypatch):
+    calls = []
+    monkeypatch.setattr(entry, "fix_malloc_thresholds", lambda: calls.append("malloc"))
+    monkeypatch.setattr(entry, "main", lambda: calls.append("main"))
+    monkeypatch.setattr(entry.gc, "freeze", lambda: None)
+    entry.run()
+    assert calls == ["malloc", "main"]
