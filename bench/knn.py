@@ -4,6 +4,7 @@
     python bench/knn.py --precision float32   # force the L2 filter's product (what an AVX2-only CPU gets)
     python bench/knn.py --device cuda         # GPU queries/second instead (no scikit-learn rounds)
     python bench/knn.py --whole-process       # `fit --config configs/mnist_knn.yaml`, start to exit
+    python bench/knn.py --whole-process --roots /tmp/base .   # that `fit` from two checkouts, interleaved
 
 `--whole-process` writes the synthetic images as MNIST's IDX files (60,000 train, 10,000 test) and
 times two processes from start to exit, interleaved: `python -m lightning_app fit --config
@@ -99,34 +100,38 @@ def describe(memory: torch.Tensor | MemoryIndex) -> None:
         print(f"L2 filter precision: {str(memory.dtype).removeprefix('torch.')}")
 
 
-def whole_process(rounds: int) -> None:
-    """`fit --config configs/mnist_knn.yaml` against the `PLAIN` scikit-learn script, start to exit, interleaved."""
+def whole_process(rounds: int, roots: list[Path]) -> None:
+    """`fit --config configs/mnist_knn.yaml` from each checkout of ``roots`` against the `PLAIN` scikit-learn
+    script, start to exit, interleaved."""
     sys.path.insert(0, str(ROOT))
     from tests.fakes import write_idx
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
     with tempfile.TemporaryDirectory() as data_dir:
         for prefix, n, seed in (("train", 60000, 0), ("t10k", 10000, 1)):
             images, labels = synthetic_mnist(n, seed, normalise=False)
             write_idx(Path(data_dir) / f"{prefix}-images-idx3-ubyte.gz", images)
             write_idx(Path(data_dir) / f"{prefix}-labels-idx1-ubyte.gz", labels)
-        commands = {
-            "scikit-learn script": [sys.executable, "-c", PLAIN, data_dir],
-            "fit": [sys.executable, "-m", "lightning_app", "fit", "--config", str(ROOT / "configs/mnist_knn.yaml"),
-                    "--data.data_dir", data_dir],
-        }  # fmt: skip
+        commands = {"scikit-learn script": (ROOT, [sys.executable, "-c", PLAIN, data_dir])}
+        for given in roots:
+            root = given.resolve()  # the processes run in temporary folders
+            fit = [sys.executable, "-m", "lightning_app", "fit", "--config", str(root / "configs/mnist_knn.yaml")]
+            commands[f"fit ({given})" if len(roots) > 1 else "fit"] = (root, [*fit, "--data.data_dir", data_dir])
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(rounds):
-            for name, command in commands.items():
+            for name, (root, command) in commands.items():
+                env = {**os.environ, "PYTHONPATH": str(root), "WANDB_MODE": "offline"}
                 with tempfile.TemporaryDirectory() as cwd:
                     start = time.perf_counter()
                     subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
                     times[name].append(time.perf_counter() - start)
             print("  round: " + ", ".join(f"{name} {t[-1]:.2f} s" for name, t in times.items()), flush=True)
-    ratios = [f / p for f, p in zip(times["fit"], times["scikit-learn script"])]
-    print(f"start to exit, median of {rounds}: scikit-learn script {statistics.median(times['scikit-learn script']):.2f} s, "
-          f"fit {statistics.median(times['fit']):.2f} s, median ratio {statistics.median(ratios):.3f} "
-          f"({min(ratios):.3f}-{max(ratios):.3f}; target <= 0.5), CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    plain = times.pop("scikit-learn script")
+    print(f"start to exit, median of {rounds}: scikit-learn script {statistics.median(plain):.2f} s, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    for name, fits in times.items():
+        ratios = [f / p for f, p in zip(fits, plain)]
+        print(f"{name} {statistics.median(fits):.2f} s ({min(fits):.2f}-{max(fits):.2f}), median ratio "
+              f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}; target <= 0.5)")
 
 
 def main() -> None:
@@ -141,9 +146,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=get_args(Precision), default="auto", help="of the L2 filter")
     parser.add_argument("--whole-process", action="store_true", help="time `fit` and a scikit-learn script, start to exit")
+    parser.add_argument("--roots", type=Path, nargs="+", default=[ROOT], help="--whole-process: checkouts `fit` runs from")
     args = parser.parse_args()
     if args.whole_process:
-        return whole_process(args.rounds)
+        return whole_process(args.rounds, args.roots)
     x_train, y_train = synthetic_mnist(args.n_memory, seed=0)
     x_test, _ = synthetic_mnist(args.n_queries, seed=1)
     memory, labels, queries = torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_test)
