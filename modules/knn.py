@@ -134,6 +134,12 @@ class KNN(L.LightningModule):
         return self(batch[0]).argmax(1)
 
     def setup(self, stage: str) -> None:
+        precision = str(self.trainer.precision)
+        if precision.endswith("-true") and precision != "32-true":  # the module, memory included, cast whole
+            raise ValueError(
+                f"--trainer.precision {precision}: KNN memorises and searches float32 images (the search's error "
+                "bounds are float32's); run it with --trainer.precision 32-true (the default) or a mixed precision"
+            )
         # DistributedDataParallel refuses a module without trainable parameters, and kNN has no
         # gradients to synchronise: keep the plain module; the ranks meet only in `_memorise`.
         if stage == "fit" and hasattr(self.trainer.strategy, "configure_ddp"):

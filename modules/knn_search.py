@@ -61,6 +61,11 @@ def nearest_neighbours(
     """
     index = memory if isinstance(memory, MemoryIndex) else None
     memory = index.memory if index is not None else memory
+    if queries.dtype != torch.float32 or memory.dtype != torch.float32:
+        raise TypeError(
+            f"queries ({queries.dtype}) and memory ({memory.dtype}) must both be float32, the precision the "
+            "search's error bounds are proven for: convert them with .float()"
+        )
     if queries.shape[1:] != memory.shape[1:]:
         raise ValueError(
             f"queries have {queries.shape[1]} features but the memory rows have {memory.shape[1]}: "
@@ -107,4 +112,4 @@ def vote(
         d = distances.sqrt() if distance == "l2" else distances
         exact = d == 0
         votes = torch.where(exact.any(1, keepdim=True), exact.to(d.dtype), 1.0 / d)
-    return torch.zeros(len(labels), num_classes, device=labels.device).scatter_add_(1, labels, votes)
+    return votes.new_zeros(len(labels), num_classes).scatter_add_(1, labels, votes)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -136,6 +137,37 @@ def test_bad_input_errors():
         model(torch.zeros(1, 1, 2, 2))
     with pytest.raises(ValueError, match="queries have 9 features but the memory rows have 4"):
         model(torch.zeros(1, 1, 3, 3))
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", "32-true", "bf16-mixed", "16-mixed"])
+def test_a_precision_that_casts_the_memory_is_refused_at_setup(precision):
+    model = KNN(input_shape=(1, 2, 2), num_classes=2, k=1)
+    model.trainer = SimpleNamespace(precision=precision, strategy=SimpleNamespace())
+    if precision.endswith("-true") and precision != "32-true":
+        with pytest.raises(ValueError, match=rf"--trainer.precision {precision}: KNN memorises and searches float32.*32-true"):
+            model.setup("fit")
+    else:
+        model.setup("fit")
+
+
+def test_the_vote_follows_the_distances_dtype_not_the_default_one():
+    labels, distances = torch.tensor([[0, 1, 1]]), torch.tensor([[1.0, 2.0, 4.0]])
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # what a "true" precision's forward context sets
+    try:
+        scores = vote(distances, labels, 2, "distance", "l1")
+    finally:
+        torch.set_default_dtype(default)
+    assert scores.dtype == torch.float32 and scores.tolist() == [[1.0, 0.75]]
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2", "cosine"])
+def test_a_search_in_another_precision_than_float32_is_refused(distance):
+    memory, queries = torch.randn(100, 8, dtype=torch.float64), torch.randn(5, 8)
+    with pytest.raises(TypeError, match=r"queries \(torch.float32\) and memory \(torch.float64\) must both be float32.*\.float\(\)"):
+        nearest_neighbours(queries, memory, 3, distance, 2**20)
+    with pytest.raises(TypeError, match=r"queries \(torch.float16\)"):
+        nearest_neighbours(queries.half(), memory.float(), 3, distance, 2**20)
 
 
 def test_test_without_fit_or_checkpoint_says_what_to_do(in_tmp):
