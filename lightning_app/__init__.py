@@ -3,7 +3,7 @@
 The rooms, each one concern:
 
 - ``cli.py`` (``python -m lightning_app``): the LightningCLI, its errors (``errors.py``) and the defaults it applies
-  (``defaults.py``: fused optimizer steps, ``--compile``, the bfloat16 warning, the progress bar).
+  (``defaults.py``: fused optimizer steps, ``--compile``, the bfloat16 warning, the progress bar, malloc thresholds).
 - ``record/``: the run folder and its lock, ``summary.json`` and ``metrics.jsonl``, the saved config, W&B.
 - ``checkpoints/``: checkpoint files, ``last.ckpt``, faults, and what ``--ckpt_path`` resolves and restores.
 - ``quick_exit.py``: how the commands end, at once once their work is written.
