@@ -19,14 +19,14 @@
     python bench/speed.py [--rounds 5] [--batch-sizes 64 256 1024] [--starts 5] [--processes 5] [--args="--trainer.logger false"]
 
 `--args` adds arguments to every `fit` (to measure what a default costs by turning it off);
-`--roots A B` runs the whole-process `fit` from each checkout in turn (a change against its base).
+`--roots A B` runs the epoch and whole-process `fit`s from each checkout in turn (a change against its base; every
+checkout is timed by this one's `bench/epoch_timer.py`).
 """
 
 import argparse
 import json
 import os
 import re
-import resource
 import shlex
 import statistics
 import subprocess
@@ -53,23 +53,6 @@ NOTHING = ["--trainer.logger", "false", "--trainer.enable_checkpointing", "false
 N_TRAIN, N_VAL = 54000, 6000  # configs/mnist_mlp.yaml's val_split 0.1 of 60,000
 
 
-class EpochTimer(L.Callback):
-    """Prints the seconds from the first training epoch's start to the end of training: wall, and the
-    process's CPU time (every thread's), which time the machine gave to other jobs does not move; and
-    the minor page faults meanwhile (memory touched for the first time, docs/speed.md)."""
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.start = getattr(self, "start", (time.perf_counter(), time.process_time(), minor_faults()))
-
-    def on_train_end(self, trainer, pl_module):
-        wall, cpu = time.perf_counter() - self.start[0], time.process_time() - self.start[1]
-        print(f"EPOCH_SECONDS {wall} {cpu} {minor_faults() - self.start[2]}", flush=True)
-
-
-def minor_faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
 class FirstStep(L.Callback):
     """Prints the wall-clock time of the first training step and ends the process at once."""
 
@@ -79,9 +62,10 @@ class FirstStep(L.Callback):
 
 
 def run(command: list[str], cwd: str, root: Path = ROOT) -> tuple[float, str]:
-    """Runs ``command`` in ``cwd`` with ``root`` on the path (W&B offline, this process's torch threads); returns
-    the time it started and its stdout."""
-    env = {**os.environ, "PYTHONPATH": str(root), "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    """Runs ``command`` in ``cwd`` with ``root`` on the path, and this checkout's ``bench/`` after it for
+    ``epoch_timer`` (W&B offline, this process's torch threads); returns the time it started and its stdout."""
+    path = os.pathsep.join([str(root), str(ROOT / "bench")])
+    env = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "offline", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     start = time.time()
     out = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if out.returncode:
@@ -89,15 +73,16 @@ def run(command: list[str], cwd: str, root: Path = ROOT) -> tuple[float, str]:
     return start, out.stdout
 
 
-def lightning_epoch(data_dir: str, batch_size: int, extra: list[str]) -> tuple[float, float, int]:
-    """(wall, CPU) seconds and minor page faults of one epoch of ``configs/mnist_mlp.yaml`` in its own process."""
+def lightning_epoch(data_dir: str, batch_size: int, extra: list[str], root: Path = ROOT) -> tuple[float, float, int]:
+    """(wall, CPU) seconds and minor page faults of one epoch of ``configs/mnist_mlp.yaml`` in its own process,
+    from the checkout ``root``."""
     command = [
-        sys.executable, "-m", "lightning_app", "fit", "--config", str(ROOT / "configs/mnist_mlp.yaml"),
+        sys.executable, "-m", "lightning_app", "fit", "--config", str(root / "configs/mnist_mlp.yaml"),
         "--data.data_dir", data_dir, "--data.batch_size", str(batch_size), "--trainer.max_epochs", "1",
-        "--trainer.callbacks+=bench.speed.EpochTimer", *extra,
+        "--trainer.callbacks+=epoch_timer.EpochTimer", *extra,
     ]  # fmt: skip
     with tempfile.TemporaryDirectory() as cwd:
-        _, stdout = run(command, cwd)
+        _, stdout = run(command, cwd, root)
     wall, cpu, faults = re.search(r"EPOCH_SECONDS (\S+) (\S+) (\d+)", stdout).groups()
     return float(wall), float(cpu), int(faults)
 
@@ -137,37 +122,42 @@ def import_seconds() -> float:
     return float(stdout.split()[-1]) - start
 
 
-def compare_epochs(rounds: int, batch_sizes: list[int], extra: list[str]) -> None:
-    """Per batch size and round: the plain loop, `fit` as shipped (with ``extra``) and `fit` with nothing of ours."""
+def compare_epochs(rounds: int, batch_sizes: list[int], extra: list[str], roots: list[Path]) -> None:
+    """Per batch size and round: the plain loop, then per checkout `fit` as shipped (with ``extra``) and `fit`
+    with nothing of ours."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (N_TRAIN + N_VAL, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, N_TRAIN + N_VAL, dtype=np.uint8)
     x, y = torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
-    times = {b: ([], [], []) for b in batch_sizes}
+    plains = {b: [] for b in batch_sizes}
+    times = {(b, root): ([], []) for b in batch_sizes for root in roots}
     with tempfile.TemporaryDirectory() as data_dir:
         for prefix, n in (("train", N_TRAIN + N_VAL), ("t10k", 100)):
             write_idx(Path(data_dir) / f"{prefix}-images-idx3-ubyte.gz", images[:n])
             write_idx(Path(data_dir) / f"{prefix}-labels-idx1-ubyte.gz", labels[:n])
         for round_ in range(rounds):
             for batch_size in batch_sizes:
-                plain, ours, bare = times[batch_size]
-                plain.append(plain_epoch(x, y, batch_size))
-                ours.append(lightning_epoch(data_dir, batch_size, extra))
-                bare.append(lightning_epoch(data_dir, batch_size, NOTHING))
-                print(f"round {round_}, batch {batch_size}: plain {plain[-1]:.2f} s, lightning_app {ours[-1][0]:.2f} s "
-                      f"(CPU {ours[-1][1]:.2f} s, {ours[-1][2]} page faults), nothing of ours {bare[-1][0]:.2f} s "
-                      f"(CPU {bare[-1][1]:.2f} s, {bare[-1][2]} page faults)", flush=True)
+                plains[batch_size].append(plain_epoch(x, y, batch_size))
+                print(f"round {round_}, batch {batch_size}: plain {plains[batch_size][-1]:.2f} s", flush=True)
+                for root in roots:
+                    ours, bare = times[batch_size, root]
+                    ours.append(lightning_epoch(data_dir, batch_size, extra, root.resolve()))
+                    bare.append(lightning_epoch(data_dir, batch_size, NOTHING, root.resolve()))
+                    print(f"  {root}: lightning_app {ours[-1][0]:.2f} s (CPU {ours[-1][1]:.2f} s, {ours[-1][2]} page "
+                          f"faults), nothing of ours {bare[-1][0]:.2f} s (CPU {bare[-1][1]:.2f} s, {bare[-1][2]} page "
+                          "faults)", flush=True)
     median = statistics.median
     print(f"\nOne epoch of configs/mnist_mlp.yaml (54,000 + 6,000 validation, 28 x 28), {rounds} rounds; fit {shlex.join(extra)}")
-    print("| batch | plain loop | lightning_app | nothing of ours | defaults / nothing (target <= 1.05) | the same in CPU "
-          "time | lightning_app / plain | Lightning's own cost per step | page faults, defaults / nothing |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for batch_size, (plain, ours, bare) in times.items():
+    print("| batch | checkout | plain loop | lightning_app | nothing of ours | defaults / nothing (target <= 1.05) | the same "
+          "in CPU time | lightning_app / plain | Lightning's own cost per step | page faults, defaults / nothing |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (batch_size, root), (ours, bare) in times.items():
+        plain = plains[batch_size]
         walls = [o[0] / b[0] for o, b in zip(ours, bare)]
         cpus = [o[1] / b[1] for o, b in zip(ours, bare)]
         ours_wall, bare_wall = median(o[0] for o in ours), median(b[0] for b in bare)
         per_step = (bare_wall - median(plain)) / -(-N_TRAIN // batch_size) * 1e6
-        print(f"| {batch_size} | {median(plain):.2f} s | {ours_wall:.2f} s | {bare_wall:.2f} s | "
+        print(f"| {batch_size} | {root} | {median(plain):.2f} s | {ours_wall:.2f} s | {bare_wall:.2f} s | "
               f"**{median(walls):.3f}** ({min(walls):.2f}-{max(walls):.2f}) | **{median(cpus):.3f}** "
               f"({min(cpus):.2f}-{max(cpus):.2f}) | {ours_wall / median(plain):.2f} | {per_step:.0f} us | "
               f"{median(o[2] for o in ours):.0f} / {median(b[2] for b in bare):.0f} |")  # fmt: skip
@@ -224,7 +214,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024], help="64 is the config's")
     parser.add_argument("--starts", type=int, default=5, help="interleaved start-up rounds (0: none)")
     parser.add_argument("--processes", type=int, default=5, help="interleaved whole-process rounds (0: none)")
-    parser.add_argument("--roots", type=Path, nargs="+", default=[ROOT], help="checkouts the whole-process fit runs from")
+    parser.add_argument("--roots", type=Path, nargs="+", default=[ROOT], help="checkouts the epoch and whole-process fits run from")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads, in both")
     parser.add_argument("--args", default="", help="more arguments for every `fit`, e.g. '--trainer.logger false'")
     args = parser.parse_args()
@@ -232,7 +222,7 @@ def main() -> None:
     print(describe())
     print("plain loop: torch.optim.Adam(model.parameters(), lr=1.0e-3), torch's default implementation for the CPU")
     if args.rounds:
-        compare_epochs(args.rounds, args.batch_sizes, shlex.split(args.args))
+        compare_epochs(args.rounds, args.batch_sizes, shlex.split(args.args), args.roots)
     if args.starts:
         compare_starts(args.starts)
     if args.processes:
