@@ -76,6 +76,8 @@ def nearest_neighbours(
     if len(memory) >= 2**31:
         raise ValueError(f"{len(memory)} memory rows: the search packs indices in 31 bits")
     require_finite(queries, "the queries")
+    if len(queries) == 0:  # nothing to search (L2's chunks and re-scoring need a query)
+        return queries.new_zeros(0, k), torch.zeros(0, k, dtype=torch.long, device=queries.device)
     if distance != "l2":
         require_finite(memory, "the memory")  # an L2 MemoryIndex checked it when it was built
     elif index is None:

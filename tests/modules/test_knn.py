@@ -162,6 +162,11 @@ def test_the_vote_follows_the_distances_dtype_not_the_default_one():
 
 
 @pytest.mark.parametrize("distance", ["l1", "l2", "cosine"])
+def test_no_queries_get_no_neighbours(distance):
+    distances, indices = nearest_neighbours(torch.empty(0, 8), torch.randn(100, 8), 3, distance, 2**20)
+    assert distances.shape == indices.shape == (0, 3) and indices.dtype == torch.long
+
+@pytest.mark.parametrize("distance", ["l1", "l2", "cosine"])
 def test_a_search_in_another_precision_than_float32_is_refused(distance):
     memory, queries = torch.randn(100, 8, dtype=torch.float64), torch.randn(5, 8)
     with pytest.raises(TypeError, match=r"queries \(torch.float32\) and memory \(torch.float64\) must both be float32.*\.float\(\)"):
