@@ -55,7 +55,8 @@ def nearest_neighbours(
 
     Queries go in chunks whose distance rows fit ``budget_bytes`` (for L2: the product and the
     matrix product's own scratch, 2 bytes each per query-memory pair in bfloat16 and 4 in float32,
-    in three quarters of it, the exact re-scoring in the last quarter; 4 bytes otherwise), at
+    in three quarters of it, the exact re-scoring in that buffer once the filter is done with it, or
+    in the last quarter where one query's candidates do not fit there; 4 bytes otherwise), at
     least one query a chunk. L2 distances come back squared. ``memory`` may be a ``MemoryIndex``
     built once for many calls; else ``precision`` chooses the L2 filter's (see ``MemoryIndex``).
     """
