@@ -4,16 +4,20 @@ The checkpoint holds the model's class, its hyperparameters and its vocabulary, 
 and no data file is needed.
 """
 
+import gc
 import inspect
 import sys
 from pathlib import Path
 
-import torch
-from jsonargparse import CLI
+if __name__ == "__main__":  # the command: the collector off while torch loads (lightning_app/__main__.py)
+    gc.disable()
 
-from lightning_app.checkpoints import load_checkpoint
-from lightning_app.checkpoints.model_class import check_shapes, checkpoint_model_class
-from modules.language_model import LanguageModel
+import torch  # noqa: E402
+from jsonargparse import CLI  # noqa: E402
+
+from lightning_app.checkpoints import load_checkpoint  # noqa: E402
+from lightning_app.checkpoints.model_class import check_shapes, checkpoint_model_class  # noqa: E402
+from modules.language_model import LanguageModel  # noqa: E402
 
 
 def load_language_model(ckpt_path: str, device: str = "cpu", trusted_packages: list[str] | None = None) -> LanguageModel:
@@ -83,4 +87,6 @@ def generate(
 
 
 if __name__ == "__main__":
+    gc.freeze()
+    gc.enable()
     CLI(generate, as_positional=False)

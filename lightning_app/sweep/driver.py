@@ -9,6 +9,7 @@ normal ``fit`` run in its own process (trials.py); the results go to ``runs/swee
 """
 
 import argparse
+import gc
 import math
 import re
 import signal
@@ -26,7 +27,8 @@ from lightning_app.sweep.checks import CheckFailed, check_command, check_storage
 from lightning_app.sweep.file import SweepFile, SweepFileError, read_sweep_or_config
 from lightning_app.sweep.grid import SPARE
 from lightning_app.sweep.launch import parse_in_fork, share_wandb_service
-from lightning_app.sweep.report import preload, report
+from lightning_app.sweep.report import preload as preload_report
+from lightning_app.sweep.report import report
 from lightning_app.sweep.study import fail_orphans, hidden, open_study, requeue, tally
 from lightning_app.sweep.study import preload as preload_storage
 from lightning_app.sweep.trials import Interrupted, SweepStopped, TrialFailed, TrialRunner
@@ -137,17 +139,28 @@ def first_failure(study: optuna.Study) -> str:
 
 
 def prepare(wandb: bool) -> None:
-    """What the trials and the study need, while the driver waits for the trials' fork server: the
-    storage's modules (the study opens right after the checks) and W&B's service (launch.py)."""
-    preload_storage()
-    if wandb:
-        share_wandb_service()
+    """What the study, the trials and the report need, while the driver waits for the trials' fork
+    server: the storage's modules (the study opens right after the checks), W&B's service (launch.py)
+    and the plots' modules (report.py).
+
+    The command runs with the garbage collector off until this is loaded (``__main__.py``): each full
+    collection would walk every object loaded so far, and one came in the middle of the first trial's
+    start (0.1 s). What was loaded is then frozen out of the collector's reach, and the collector is
+    on again. A driver called from Python (the collector on) is left as it is."""
+    try:
+        preload_storage()
+        if wandb:
+            share_wandb_service()
+        preload_report()
+    finally:
+        if not gc.isenabled():
+            gc.freeze()
+            gc.enable()
 
 
 def check(sweep: SweepFile, url: str, runner: TrialRunner) -> threading.Thread:
     """What every trial shares (checks.py): fails the sweep before its first trial. Returns the thread
     that prepares the study and the trials meanwhile: joined before either starts."""
-    threading.Thread(target=preload, name="preload-report", daemon=True).start()
     preparing = threading.Thread(target=prepare, args=(runner.wandb,), name="prepare", daemon=True)
     preparing.start()
     try:

@@ -24,11 +24,8 @@ import threading
 from multiprocessing import forkserver
 from pathlib import Path
 
-# What every trial imports: loaded once into the fork server. The last one parses the trials'
-# command line once there (WARM), which loads what the CLI's parser loads lazily.
-# The callback's Optuna storage imports its models and alembic (0.3 s) when each trial opens it.
-PRELOAD = ["torch", "lightning", "wandb", "lightning_app.cli", "lightning_app.sweep.callback", "modules", "datamodules",
-           "optuna.storages._rdb.models", "alembic.migration", "lightning_app.sweep.warm"]  # fmt: skip
+# What the fork server imports: every module a trial imports, and the trials' command line parsed once (WARM).
+PRELOAD = ["lightning_app.sweep.warm"]
 WARM = "LIGHTNING_APP_SWEEP_WARM"
 _context = None
 _starting = threading.Lock()

@@ -104,3 +104,11 @@ def test_cuda_without_cuda_is_said_so_and_not_blamed_on_the_checkpoint(in_tmp, m
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="--device cuda: CUDA is not available on this machine; use --device cpu"):
         generate("any.ckpt", device="cuda")
+
+
+@pytest.mark.slow
+def test_the_command_loads_torch_with_the_collector_off_and_runs_with_it_on():
+    from tests.lightning_app.test_main import spy
+
+    seen = spy("lightning_app.generate", ["torch"], ["--help"])
+    assert seen == {"seen": {"torch": False}, "on": True, "frozen": seen["frozen"]} and seen["frozen"] > 50_000

@@ -1,5 +1,6 @@
 """A callback for sweep tests of the fork launcher: records what the trial's process saw, and kills it on demand."""
 
+import gc
 import json
 import os
 import signal
@@ -11,8 +12,8 @@ from lightning_app.record.folder import run_dir
 
 
 class Probe(Callback):
-    """Writes ``probe.json`` (pid, parent pid, torch threads, environment) into the run folder at the
-    start of training; then a run whose model has ``dropout`` 0.1 kills itself with SIGKILL."""
+    """Writes ``probe.json`` (pid, parent pid, torch threads, environment, the garbage collector) into
+    the run folder at the start of training; then a run whose model has ``dropout`` 0.1 kills itself with SIGKILL."""
 
     def on_train_start(self, trainer, pl_module) -> None:
         seen = {
@@ -22,6 +23,8 @@ class Probe(Callback):
             "omp": os.environ.get("OMP_NUM_THREADS"),
             "sweep": os.environ.get("LIGHTNING_APP_SWEEP") is not None,
             "cwd": os.getcwd(),
+            "collector": gc.isenabled(),
+            "frozen": gc.get_freeze_count(),
         }
         (run_dir(trainer) / "probe.json").write_text(json.dumps(seen))
         if pl_module.hparams.get("dropout") == 0.1:

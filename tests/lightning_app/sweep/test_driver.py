@@ -5,6 +5,7 @@ summary.json in runs/lightning_app/<run id>) in a blink, so these tests exercise
 test_digits.py runs real trials.
 """
 
+import gc
 import json
 import signal
 import subprocess
@@ -167,3 +168,29 @@ def test_pruning_follows_the_file_unless_the_flag_says_otherwise(write_sweep, ca
     open(path, "w").write(yaml.safe_dump({**spec, "early_terminate": early_terminate} if early_terminate else spec))
     sweep_cli.main([path, *flag])
     assert f", {pruning}, " in capsys.readouterr().out.splitlines()[0]
+
+
+@pytest.mark.parametrize("collector", ["off", "on"])
+def test_prepare_freezes_what_the_command_loaded_and_turns_the_collector_on(monkeypatch, collector):
+    seen = []
+    monkeypatch.setattr(sweep_cli, "preload_storage", lambda: seen.append(gc.isenabled()))
+    monkeypatch.setattr(sweep_cli, "preload_report", lambda: seen.append(gc.isenabled()))
+    gc.unfreeze()
+    if collector == "off":  # as `python -m lightning_app.sweep` starts
+        gc.disable()
+    try:
+        sweep_cli.prepare(wandb=False)
+        after, frozen = gc.isenabled(), gc.get_freeze_count()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    assert seen == [collector == "on"] * 2 and after  # loaded with the collector as it was; on afterwards
+    assert (frozen > 0) == (collector == "off")  # a driver called from Python keeps its collector as it was
+
+
+@pytest.mark.slow
+def test_the_command_loads_with_the_collector_off():
+    from tests.lightning_app.test_main import spy
+
+    seen = spy("lightning_app.sweep", ["optuna", "sqlalchemy"], ["--help"])  # ends before prepare turns it on
+    assert seen["seen"] == {"optuna": False, "sqlalchemy": False} and not seen["on"]
