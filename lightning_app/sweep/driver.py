@@ -139,19 +139,17 @@ def first_failure(study: optuna.Study) -> str:
 
 
 def prepare(wandb: bool) -> None:
-    """What the study, the trials and the report need, while the driver waits for the trials' fork
-    server: the storage's modules (the study opens right after the checks), W&B's service (launch.py)
-    and the plots' modules (report.py).
+    """What the trials and the study need, while the driver waits for the trials' fork server: the
+    storage's modules (the study opens right after the checks) and W&B's service (launch.py).
 
-    The command runs with the garbage collector off until this is loaded (``__main__.py``): each full
-    collection would walk every object loaded so far, and one came in the middle of the first trial's
-    start (0.1 s). What was loaded is then frozen out of the collector's reach, and the collector is
-    on again. A driver called from Python (the collector on) is left as it is."""
+    The command runs with the garbage collector off until then (``__main__.py``): each full
+    collection would walk every object loaded so far, and one came in the middle of the first
+    trial's start (0.1 s). What was loaded is then frozen out of the collector's reach, and the
+    collector is on again. A driver called from Python (the collector on) is left as it is."""
     try:
         preload_storage()
         if wandb:
             share_wandb_service()
-        preload_report()
     finally:
         if not gc.isenabled():
             gc.freeze()
@@ -161,6 +159,7 @@ def prepare(wandb: bool) -> None:
 def check(sweep: SweepFile, url: str, runner: TrialRunner) -> threading.Thread:
     """What every trial shares (checks.py): fails the sweep before its first trial. Returns the thread
     that prepares the study and the trials meanwhile: joined before either starts."""
+    threading.Thread(target=preload_report, name="preload-report", daemon=True).start()  # by the sweep's end
     preparing = threading.Thread(target=prepare, args=(runner.wandb,), name="prepare", daemon=True)
     preparing.start()
     try:
