@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_app.checkpoints import FaultTolerance, ModelCheckpointLast, ckpt_path
 from lightning_app.defaults import TimedProgressBar, compile_model, fuse, skip_empty_step_hooks, warn_if_bf16_is_slow
-from lightning_app.errors import UsefulErrorParser, check_config_files, check_optimizer
+from lightning_app.errors import UsefulErrorParser, check_optimizer
 from lightning_app.pictures import Pictures, default_pictures
 from lightning_app.record.folder import PROJECT, RunLock, experiment_name
 from lightning_app.record.logger import (
@@ -29,6 +29,7 @@ from lightning_app.record.logger import (
     start_service_early,
     wait_for_service,
 )
+from lightning_app.record.read import check_config_files
 from lightning_app.record.summary import RunSummary
 from lightning_app.schedules import fit_to_run
 

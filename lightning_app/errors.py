@@ -1,15 +1,12 @@
 """Errors a user meets before anything is built, said so that the line that matters comes last."""
 
-import os
 import re
 
 import torch
 from lightning.pytorch.cli import LightningArgumentParser
 
 from lightning_app.checkpoints.model_class import import_class
-from lightning_app.record.read import read_bounded
 
-CONFIG_LIMIT = 1 << 24  # bytes: far more than any config
 UNION = "Does not validate against any of the Union subtypes"
 NOISE = ("Given value", "Subtypes:", "Errors:", "- Expected a <class 'NoneType'>")  # lines every union error holds
 
@@ -53,14 +50,3 @@ def check_optimizer(config) -> None:
             f"{model.class_path} trains no parameters, so it takes no optimizer, but {given} is given: drop "
             "--optimizer and the config's `optimizer:` (configs/mnist_knn.yaml is a config without one)"
         )
-
-
-def check_config_files(args: list[str]) -> None:
-    """Fails, naming it, when a ``--config`` (``-c``) file is not a regular file: the parser would wait on
-    a FIFO for ever and read ``/dev/zero`` until the memory is gone."""
-    for i, arg in enumerate(args):
-        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
-        if arg in ("--config", "-c") and i + 1 < len(args):
-            path = args[i + 1]
-        if path and os.path.exists(path):
-            read_bounded(path, CONFIG_LIMIT)

@@ -12,6 +12,8 @@ import os
 import stat
 from pathlib import Path
 
+CONFIG_LIMIT = 1 << 24  # bytes: far more than any config
+
 
 def open_regular(path: str | Path):
     """``path`` opened for binary reading if it is a regular file (links followed); else a ``ValueError``
@@ -39,6 +41,18 @@ def read_bounded(path: str | Path, limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"{path} is larger than {limit} bytes, far more than such a file holds: it is not read")
     return data
+
+
+def check_config_files(args: list[str]) -> None:
+    """Fails, naming it, when a ``--config`` (``-c``) file of a command line is not a regular file: the
+    CLI's parser would wait on a FIFO for ever and read ``/dev/zero`` until the memory is gone. Missing
+    files are the parser's to report."""
+    for i, arg in enumerate(args):
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            path = args[i + 1]
+        if path and os.path.exists(path):
+            read_bounded(path, CONFIG_LIMIT)
 
 
 def read_text(path: str | Path, limit: int) -> str:

@@ -4,7 +4,8 @@ seconds, not each trial after its imports (or the whole study, one trial at a ti
 - the storage: a SQLite file's folder must be writable (SQLite's own error names no folder);
 - the arguments after ``--``: they must not set what the sweep sets for each trial (its W&B run
   id, name and group); ``--trainer.logger=false`` is allowed, and the trials then run without W&B;
-- the trial's command line, when it runs ``python -m lightning_app``: parsed by the CLI's own
+- the trial's command line, when it runs ``python -m lightning_app``: its ``--config`` files must be
+  regular files (the parser would wait on a FIFO for ever); then parsed by the CLI's own
   parser (``--print_config``: nothing is built or trained) with the first value of every
   parameter, then the last, so a misspelt key or a value of the wrong type is refused. With the
   fork launcher the parse runs in a fork of the trials' preloaded process, so the sweep itself
@@ -22,6 +23,7 @@ from typing import Any, Callable
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from lightning_app.record.read import check_config_files
 from lightning_app.sweep.file import SweepFile
 
 SWEEP_SETS = ("trainer.logger.init_args.id", "trainer.logger.init_args.name", "trainer.logger.init_args.group")
@@ -128,6 +130,12 @@ def check_command(
     both = [cli_arguments(sweep.command_line(_extreme(sweep, last), extra)) for last in (False, True)]
     if any(arguments and arguments[0] != "fit" for arguments in both):
         return  # the sweep runs `fit`; another subcommand is the user's own
+    for arguments in both:  # before the parser, which would wait on a FIFO for ever (here, or in the fork server)
+        try:
+            check_config_files(arguments)
+        except (OSError, ValueError) as error:
+            raise CheckFailed(f"{sweep.path}: the trials' command line names a config that cannot be read: "
+                              f"{error}") from None  # fmt: skip
     with ThreadPoolExecutor(2) if at_once else contextlib.nullcontext() as pool:
         results = pool.map(parse, both) if pool else map(parse, both)  # map: the last parses only if the first did
         for last, arguments, (code, text) in zip((False, True), both, results):

@@ -1,12 +1,13 @@
 """What every trial shares, checked before the first trial starts; and a sweep where no trial finished."""
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lightning_app.sweep import driver as sweep_cli
-from lightning_app.sweep.checks import check_command
+from lightning_app.sweep.checks import CheckFailed, check_command
 from lightning_app.sweep.file import SweepFile
 
 from tests.lightning_app.sweep.standin import trials
@@ -47,6 +48,25 @@ def test_a_misspelt_parameter_key_is_refused_before_any_trial(in_tmp, launcher):
         sweep_cli.main([path, "--launcher", launcher])
     assert not (in_tmp / "runs/sweeps/fit/logs").exists() and not (in_tmp / "runs/sweeps/fit/study.db").exists()
 
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_config_that_is_not_a_regular_file_is_refused_before_the_parser_waits_on_it(in_tmp, kind):
+    path = fit_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0]}})
+    spec = yaml.safe_load(Path(path).read_text())
+    config = in_tmp / "config.yaml"
+    if kind == "fifo":
+        os.mkfifo(config)
+    else:
+        config.mkdir()
+    spec["command"][spec["command"].index(str(CONFIG))] = "config.yaml"  # relative: to where the trials run
+    Path(path).write_text(yaml.safe_dump(spec))
+    what = "a FIFO" if kind == "fifo" else "a folder"
+    with pytest.raises(CheckFailed, match=rf"names a config that cannot be read: config.yaml is {what}, not a regular"):
+        check_command(SweepFile.read(Path(path)), [], parse=lambda arguments: pytest.fail("the parser was reached"))
+    with pytest.raises(SystemExit, match=rf"config.yaml is {what}"):  # the sweep: before its fork server starts
+        sweep_cli.main([path, "--launcher", "fork"])
+    assert not (in_tmp / "runs/sweeps/fit/study.db").exists()
 
 def test_a_bad_value_among_the_choices_is_refused_too(in_tmp):
     path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3, "fast"]}})
