@@ -44,15 +44,29 @@ def read_bounded(path: str | Path, limit: int) -> bytes:
 
 
 def check_config_files(args: list[str]) -> None:
-    """Fails, naming it, when a ``--config`` (``-c``) file of a command line is not a regular file: the
-    CLI's parser would wait on a FIFO for ever and read ``/dev/zero`` until the memory is gone. Missing
-    files are the parser's to report."""
+    """Fails, naming it, when a command line names a file that the CLI's parser would read as a config
+    and that is not a regular one: it would wait on a FIFO for ever and read ``/dev/zero`` until the
+    memory is gone. A ``--config`` (``-c``) must be a regular file of at most ``CONFIG_LIMIT`` bytes;
+    any other value that names a FIFO, a device or a socket is refused too, since the parser reads
+    the file a class's argument names (``--model model.yaml``). Missing files are the parser's to report."""
     for i, arg in enumerate(args):
         path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
         if arg in ("--config", "-c") and i + 1 < len(args):
             path = args[i + 1]
         if path and os.path.exists(path):
             read_bounded(path, CONFIG_LIMIT)
+        option, equals, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        if not equals and not value:
+            continue  # an option's name; its value is the next argument
+        try:
+            mode = os.stat(value).st_mode  # links followed; a FIFO is not opened
+        except (OSError, ValueError):  # not a path: most values
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            option = option or (args[i - 1] if i and args[i - 1].startswith("-") else "")
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            given = f", given to {option}," if option else ""
+            raise ValueError(f"{value}{given} is {kind}: the parser would read it as a config; give a regular file")
 
 
 def read_text(path: str | Path, limit: int) -> str:

@@ -207,6 +207,21 @@ def test_a_config_that_is_a_fifo_is_refused_at_once_naming_it(tmp_path, form):
         main(["fit", *(part.format(fifo) for part in form)])
 
 
+
+@pytest.mark.parametrize("form", [["--model", "{}"], ["--model={}"], ["--data", "{}"]])
+def test_a_fifo_or_a_device_given_to_a_class_argument_is_refused_at_once_naming_it(in_tmp, form):
+    # jsonargparse reads a file that a class's argument names as that class's config: it would wait on a FIFO for ever
+    fifo = in_tmp / "model.yaml"
+    os.mkfifo(fifo)
+    option = form[0].split("=")[0]
+    with pytest.raises(ValueError, match=f"{fifo}, given to {option}, is a FIFO: the parser would read it as a config"):
+        main(["fit", *digits(*(part.format(fifo) for part in form))])
+    with pytest.raises(ValueError, match="/dev/zero, given to --data, is a device or socket"):
+        main(["fit", *digits("--data=/dev/zero")])
+    with pytest.raises(SystemExit) as parsed:  # a folder is an ordinary value
+        main(["fit", *digits("--trainer.default_root_dir", str(in_tmp), "--print_config")])
+    assert parsed.value.code in (0, None)
+
 def test_a_run_builds_the_parser_of_its_own_subcommand_and_a_typo_still_lists_them_all(in_tmp, capsys):
     from lightning_app.cli import AppCLI
 
