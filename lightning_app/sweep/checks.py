@@ -4,8 +4,9 @@ seconds, not each trial after its imports (or the whole study, one trial at a ti
 - the storage: a SQLite file's folder must be writable (SQLite's own error names no folder);
 - the arguments after ``--``: they must not set what the sweep sets for each trial (its W&B run
   id, name and group); ``--trainer.logger=false`` is allowed, and the trials then run without W&B;
-- the trial's command line, when it runs ``python -m lightning_app``: its ``--config`` files must be
-  regular files (the parser would wait on a FIFO for ever); then parsed by the CLI's own
+- the trial's command line, when it runs ``python -m lightning_app``: the files it names must not be
+  FIFOs or devices, and its ``--config`` files must be regular (``check_config_files``: the parser
+  would wait on a FIFO for ever); then parsed by the CLI's own
   parser (``--print_config``: nothing is built or trained) with the first value of every
   parameter, then the last, so a misspelt key or a value of the wrong type is refused. With the
   fork launcher the parse runs in a fork of the trials' preloaded process, so the sweep itself
