@@ -118,6 +118,16 @@ def parse_here(arguments: list[str]) -> tuple[int, str]:
     return code or 0, errors.getvalue()
 
 
+def check_arguments(sweep: SweepFile, extra: list[str]) -> list[list[str]] | None:
+    """The CLI arguments of the trials' command line with the first, then the last value of every
+    parameter; None where the trials run another program (its own parser decides, in the first trial)
+    or another subcommand than ``fit`` (the user's own)."""
+    if cli_arguments(sweep.command_line({}, [])) is None:
+        return None
+    both = [cli_arguments(sweep.command_line(_extreme(sweep, last), extra)) for last in (False, True)]
+    return None if any(arguments and arguments[0] != "fit" for arguments in both) else both
+
+
 def check_command(
     sweep: SweepFile, extra: list[str], parse: Callable[[list[str]], tuple[int, str]] = parse_here, at_once: bool = False
 ) -> None:
@@ -126,11 +136,9 @@ def check_command(
     ``parse`` runs ``--print_config`` (``parse_here``, or in a process forked from the trials' preloaded one);
     ``at_once``: both parses at the same time (forks: each its own process), else one after the other.
     """
-    if cli_arguments(sweep.command_line({}, [])) is None:
-        return  # another program: its own parser decides, in the first trial
-    both = [cli_arguments(sweep.command_line(_extreme(sweep, last), extra)) for last in (False, True)]
-    if any(arguments and arguments[0] != "fit" for arguments in both):
-        return  # the sweep runs `fit`; another subcommand is the user's own
+    both = check_arguments(sweep, extra)
+    if both is None:
+        return
     for arguments in both:  # before the parser, which would wait on a FIFO for ever (here, or in the fork server)
         try:
             check_config_files(arguments)

@@ -9,7 +9,10 @@ normal ``fit`` run in its own process (trials.py); the results go to ``runs/swee
 """
 
 import argparse
+import contextlib
+import functools
 import gc
+import io
 import math
 import re
 import signal
@@ -23,7 +26,17 @@ try:
 except ImportError:
     raise SystemExit("python -m lightning_app.sweep needs Optuna: pip install -e '.[sweep]'") from None
 
-from lightning_app.sweep.checks import CheckFailed, check_command, check_storage, parse_here, wandb_off
+from lightning_app.record.read import check_config_files
+from lightning_app.sweep import launch
+from lightning_app.sweep.checks import (
+    CheckFailed,
+    check_arguments,
+    check_command,
+    check_storage,
+    cli_arguments,
+    parse_here,
+    wandb_off,
+)
 from lightning_app.sweep.file import SweepFile, SweepFileError, read_sweep_or_config
 from lightning_app.sweep.grid import SPARE
 from lightning_app.sweep.launch import parse_in_fork, share_wandb_service
@@ -31,11 +44,12 @@ from lightning_app.sweep.report import preload as preload_report
 from lightning_app.sweep.report import report
 from lightning_app.sweep.study import fail_orphans, hidden, open_study, requeue, tally
 from lightning_app.sweep.study import preload as preload_storage
-from lightning_app.sweep.trials import Interrupted, SweepStopped, TrialFailed, TrialRunner
+from lightning_app.sweep.trials import Interrupted, SweepStopped, TrialFailed, TrialRunner, extra_arguments
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
 STATES = optuna.trial.TrialState
 PRUNE_DEFAULT = {"min_resource": 1, "reduction_factor": 3}  # --prune without early_terminate
+CHECK_RUN = ("check", "check")  # the W&B run id and name on the check's command lines (nothing is logged)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,6 +98,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
         parser.error(f"--name {args.name!r}: letters, digits, '_', '.' and '-' only (it names a folder and W&B runs)")
     return args
+
+
+def plan(argv: list[str] | None) -> tuple[argparse.Namespace, SweepFile, bool]:
+    """The command line's arguments (``name`` filled in), its sweep, and whether the trials log to W&B;
+    SystemExit naming what is wrong."""
+    args = parse_args(argv)
+    try:
+        sweep = read_sweep_or_config(args.sweep, args.metric, args.goal)
+        no_wandb = wandb_off(sweep, args.overrides)
+    except (SweepFileError, CheckFailed) as error:
+        raise SystemExit(f"error: {error}") from None
+    args.name = args.name or Path(args.sweep).stem
+    return args, sweep, not no_wandb
+
+
+def forks(args: argparse.Namespace, sweep: SweepFile) -> bool:
+    """Whether the trials fork the preloaded server: the fork launcher, and trials of ``python -m lightning_app``."""
+    return args.launcher == "fork" and cli_arguments(sweep.command_line({}, [])) is not None
+
+
+def first_check_arguments(argv: list[str]) -> list[str]:
+    """The CLI arguments the check parses first for the sweep command ``argv`` (none where it parses
+    nothing, or where the command is wrong: the sweep says so itself). The fork server parses them as
+    it loads (warm.py), so that what the parser loads and caches lazily is there for every trial."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args, sweep, wandb = plan(argv)
+        extra = extra_arguments(args.overrides, args.name, wandb, *CHECK_RUN, args.seeds[0] if args.seeds else None)
+        first = (check_arguments(sweep, extra) or [[]])[0]
+        check_config_files(first)  # the parser would wait on a FIFO for ever
+    except (SystemExit, Exception):  # noqa: BLE001 - the sweep's own check reports it
+        return []
+    return first
 
 
 def trial_count(sweep: SweepFile, trials: int | None) -> int:
@@ -156,17 +203,20 @@ def prepare(wandb: bool) -> None:
             gc.enable()
 
 
-def check(sweep: SweepFile, url: str, runner: TrialRunner) -> threading.Thread:
+def check(sweep: SweepFile, url: str, runner: TrialRunner, argv: list[str]) -> threading.Thread:
     """What every trial shares (checks.py): fails the sweep before its first trial. Returns the thread
-    that prepares the study and the trials meanwhile: joined before either starts."""
+    that prepares the study and the trials meanwhile: joined before either starts. With the fork
+    launcher the parses run in forks of the trials' server: started here, unless the command started
+    it already, from ``argv`` (the sweep command's arguments), from which it finds what to parse as it loads."""
     threading.Thread(target=preload_report, name="preload-report", daemon=True).start()  # by the sweep's end
     preparing = threading.Thread(target=prepare, args=(runner.wandb,), name="prepare", daemon=True)
     preparing.start()
     try:
         check_storage(url)
         fork = runner.launcher == "fork"
-        extra = runner.extra("check", "check", runner.seeds[0] if runner.seeds else None)
-        check_command(sweep, extra, parse_in_fork if fork else parse_here, at_once=fork)
+        extra = runner.extra(*CHECK_RUN, runner.seeds[0] if runner.seeds else None)
+        parse = functools.partial(parse_in_fork, sweep_arguments=argv) if fork else parse_here
+        check_command(sweep, extra, parse, at_once=fork)
     except CheckFailed as error:
         raise SystemExit(f"error: {error}") from None
     return preparing
@@ -174,13 +224,11 @@ def check(sweep: SweepFile, url: str, runner: TrialRunner) -> threading.Thread:
 
 def main(argv: list[str] | None = None) -> optuna.Study:
     """Runs the sweep; ``argv`` as on the command line (``["configs/sweeps/x.yaml", "--trials", "4"]``)."""
-    args = parse_args(argv)
-    try:
-        sweep = read_sweep_or_config(args.sweep, args.metric, args.goal)
-        no_wandb = wandb_off(sweep, args.overrides)
-    except (SweepFileError, CheckFailed) as error:
-        raise SystemExit(f"error: {error}") from None
-    name = args.name or Path(args.sweep).stem
+    argv = sys.argv[1:] if argv is None else argv
+    args, sweep, wandb = plan(argv)
+    name = args.name
+    if not forks(args, sweep):
+        launch.stop_server()  # the command started it before knowing (__main__.py)
     target = trial_count(sweep, args.trials)
     pruning = None if args.prune is False else sweep.pruning or (PRUNE_DEFAULT if args.prune else None)
     if args.seeds and pruning:  # every seed would report to the one trial: the pruner would compare a mix
@@ -189,9 +237,9 @@ def main(argv: list[str] | None = None) -> optuna.Study:
     folder = Path("runs/sweeps") / name
     folder.mkdir(parents=True, exist_ok=True)
     url = args.storage or f"sqlite:///{folder / 'study.db'}"
-    runner = TrialRunner(sweep, name, folder, url, pruning, args.workers, args.overrides, args.seeds, not no_wandb,
+    runner = TrialRunner(sweep, name, folder, url, pruning, args.workers, args.overrides, args.seeds, wandb,
                          args.launcher)  # fmt: skip
-    check(sweep, url, runner).join()
+    check(sweep, url, runner, argv).join()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are announced here, one line each
     study, admin = open_study(sweep, name, url, args.seed, args.heartbeat)
     seeds = f", seeds {args.seeds} per configuration" if args.seeds else ""

@@ -24,27 +24,47 @@ import threading
 from multiprocessing import forkserver
 from pathlib import Path
 
-# What the fork server imports: every module a trial imports, and the trials' command line parsed once (WARM).
+# What the fork server imports: every module a trial imports, and the trials' command line parsed once
+# (warm.py: from the sweep command's arguments, WARM).
 PRELOAD = ["lightning_app.sweep.warm"]
 WARM = "LIGHTNING_APP_SWEEP_WARM"
 _context = None
 _starting = threading.Lock()
 
 
-def _fork_context(warm: list[str] | None = None):
-    """The fork server's context; started here, with ``warm`` (CLI arguments) parsed once in it."""
+def start_server(sweep_arguments: list[str] | None = None):
+    """Starts the trials' fork server, unless it runs already, and returns its context. It loads for
+    seconds, beside this process: ``python -m lightning_app.sweep`` starts it before its own imports.
+    ``sweep_arguments``: the sweep command's, from which it finds the trials' command line to parse once."""
     global _context
     with _starting:  # the two checks ask at once (checks.py)
         if _context is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(PRELOAD)
-            os.environ[WARM] = json.dumps(warm or [])  # the server is started with this environment
+            os.environ[WARM] = json.dumps(sweep_arguments)  # the server is started with this environment
             try:
                 forkserver.ensure_running()
             finally:
                 del os.environ[WARM]
             _context = context
     return _context
+
+
+def stop_server() -> None:
+    """Ends the fork server now, where no trial will fork it (another launcher or program, a sweep that
+    stops before its first trial): it would otherwise load on for seconds, holding the sweep's output
+    open, so that a pipe or ``subprocess.run`` would wait for it. Never while forked trials run: the
+    server reports their exit codes."""
+    global _context
+    with _starting:
+        server = forkserver._forkserver
+        if getattr(server, "_forkserver_pid", None) is not None:
+            try:
+                os.kill(server._forkserver_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            server._stop()  # reaps it, closes its pipe and removes its socket
+        _context = None
 
 
 def visible_gpus() -> list[str]:
@@ -110,7 +130,7 @@ class ForkedRun:
     """A trial forked from the preloaded server; used as a ``subprocess.Popen`` (``pid``, ``send_signal``, ``wait``)."""
 
     def __init__(self, arguments: list[str], environment: dict[str, str], log: Path) -> None:
-        self.process = _fork_context().Process(
+        self.process = start_server().Process(
             target=_run_cli, args=(arguments, environment, os.getcwd(), str(log)), daemon=False
         )
         self.process.start()
@@ -128,9 +148,10 @@ class ForkedRun:
         return self.process.exitcode
 
 
-def parse_in_fork(arguments: list[str]) -> tuple[int, str]:
-    """``--print_config`` of these CLI arguments in a fork of the preloaded server: (exit code, its output)."""
-    _fork_context(warm=arguments)  # the first call starts the server, and warms it with these
+def parse_in_fork(arguments: list[str], sweep_arguments: list[str] | None = None) -> tuple[int, str]:
+    """``--print_config`` of these CLI arguments in a fork of the preloaded server (started with
+    ``sweep_arguments`` unless it runs): (exit code, its output)."""
+    start_server(sweep_arguments)
     with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
         code = ForkedRun([*arguments, "--print_config"], dict(os.environ), Path(log.name)).wait()
         return code, log.read()

@@ -42,6 +42,19 @@ ENV = "LIGHTNING_APP_SWEEP"  # how a trial learns its study: see callback.py
 CALLBACK = "lightning_app.sweep.callback.SweepTrial"  # not imported here: it imports Lightning (seconds)
 
 
+def extra_arguments(overrides: list[str], group: str, wandb: bool, run_id: str, run_name: str,
+                    seed: int | None) -> list[str]:  # fmt: skip
+    """What the sweep adds to a run's command line after the user's ``overrides``: the seed, the W&B
+    run's id, name and ``group`` (with ``wandb``), and the trial's callback."""
+    logger = [
+        f"--trainer.logger.init_args.id={run_id}",
+        f"--trainer.logger.init_args.name={run_name}",
+        f"--trainer.logger.init_args.group={group}",
+    ]
+    seeding = [f"--seed_everything={seed}"] if seed is not None else []
+    return [*overrides, *seeding, *(logger if wandb else []), f"--trainer.callbacks+={CALLBACK}"]
+
+
 class TrialFailed(Exception):
     """The run exited with an error, or did not record the sweep metric."""
 
@@ -104,13 +117,7 @@ class TrialRunner:
 
     def extra(self, run_id: str, run_name: str, seed: int | None) -> list[str]:
         """What the sweep adds to a run's command line after the user's overrides."""
-        logger = [
-            f"--trainer.logger.init_args.id={run_id}",
-            f"--trainer.logger.init_args.name={run_name}",
-            f"--trainer.logger.init_args.group={self.name}",
-        ]
-        seeding = [f"--seed_everything={seed}"] if seed is not None else []
-        return [*self.overrides, *seeding, *(logger if self.wandb else []), f"--trainer.callbacks+={CALLBACK}"]
+        return extra_arguments(self.overrides, self.name, self.wandb, run_id, run_name, seed)
 
     def __call__(self, trial: optuna.Trial) -> float:
         if trial.user_attrs.get(SPARE):

@@ -1,6 +1,7 @@
 """What the trials' fork server loads before its first fork (launch.py): every module a trial imports,
-and the trials' command line parsed once, so that what the CLI's parser loads and caches lazily is
-there too. The garbage collector stays off meanwhile: each full collection would walk every object
+and the trials' command line parsed once (the check's first, found from the sweep command's own
+arguments: the server starts before the sweep has read its file), so that what the CLI's parser
+loads and caches lazily is there too. The garbage collector stays off meanwhile: each full collection would walk every object
 loaded so far, 0.7 s of the 4 s that loading takes. Then everything is frozen (``gc.freeze``), out
 of the collector's reach in every trial, which freezes again as it starts (``lightning_app.__main__``);
 the little garbage that loading leaves (about 12,000 objects, 8 MB) is shared by every trial."""
@@ -11,7 +12,7 @@ import json
 import os
 
 
-def load(arguments: list[str]) -> None:
+def load(sweep_arguments: list[str] | None) -> None:
     gc.disable()
     try:
         import torch  # noqa: F401
@@ -24,15 +25,29 @@ def load(arguments: list[str]) -> None:
         import optuna.storages._rdb.models  # noqa: F401  the callback opens the study's storage: its models
         import alembic.migration  # noqa: F401  and alembic, 0.3 s a trial otherwise
         from lightning_app.sweep.checks import parse_here
+        from lightning_app.sweep.driver import first_check_arguments
 
+        arguments = first_check_arguments(sweep_arguments) if sweep_arguments is not None else []
         if arguments:
             parse_here(arguments)  # its result is the check's business, in a fork
+        read_installed_packages_once()
     finally:
         gc.freeze()
         gc.enable()
 
 
-load(json.loads(os.environ.get("LIGHTNING_APP_SWEEP_WARM", "[]")))
+def read_installed_packages_once() -> None:
+    """W&B records the installed packages with every run (its ``requirements.txt``), read from every
+    package's metadata as the run starts: 50 ms of each trial's start. The sweep's trials share one
+    environment, so the server reads them once, and each trial's run records that list."""
+    import wandb.util
+
+    if callable(getattr(wandb.util, "working_set", None)):  # where W&B's run reads them (wandb_run.py)
+        packages = list(wandb.util.working_set())
+        wandb.util.working_set = lambda: iter(packages)
+
+
+load(json.loads(os.environ.get("LIGHTNING_APP_SWEEP_WARM", "null")))
 
 # Registered last, so it runs first when the server ends (its sweep has exited): the server's torch,
 # Lightning and W&B need no tearing down, and tearing them down took 2 s, during which the server

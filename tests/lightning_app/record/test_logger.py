@@ -20,14 +20,12 @@ from lightning_app.record.logger import CONFIG_NAME, LAUNCH_INPUTS, skip_unused_
 ROOT = Path(__file__).parents[3]
 
 
-class RecordSettings(Callback):
-    """Keeps the W&B run's console and system-metric settings, as the run sees them."""
-
-    seen: list[tuple[str, bool]] = []
+class PrintSettings(Callback):
+    """Prints the W&B run's console and system-metric settings, as the run sees them."""
 
     def on_train_start(self, trainer, pl_module) -> None:
         settings = trainer.logger.experiment.settings
-        RecordSettings.seen.append((settings.console, settings.x_disable_stats))
+        print(f"W&B console={settings.console} x_disable_stats={settings.x_disable_stats}")
 
 
 def test_console_capture_and_system_metrics_are_off_unless_asked(monkeypatch):
@@ -40,19 +38,27 @@ def test_console_capture_and_system_metrics_are_off_unless_asked(monkeypatch):
     assert wandb_settings(capture=False) == {}  # the environment's choice stands
 
 
-def test_a_run_has_no_console_log_unless_asked(mnist_dir, in_tmp):
-    fit = ["fit", "--config", str(ROOT / "configs/mnist_mlp.yaml"), "--data.data_dir", str(mnist_dir),
-           "--trainer.max_epochs", "1", "--test_after_fit", "false",
-           "--trainer.callbacks+=tests.lightning_app.record.test_logger.RecordSettings"]  # fmt: skip
-    RecordSettings.seen = []
-    main(fit)
-    main([*fit, "--wandb_capture", "true"])
-    assert RecordSettings.seen == [("off", True), ("wrap", False)]
+@pytest.mark.slow
+def test_a_run_has_no_console_log_unless_asked(mnist_dir, tmp_path):
+    # Each run in a fresh process, as a user starts it: W&B wraps the sys.stdout and sys.stderr it finds
+    # when first imported, and in a pytest process those may be an earlier test's capsys streams.
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(PYTHONPATH=str(ROOT), WANDB_MODE="offline")
+    fit = [sys.executable, "-m", "lightning_app", "fit", "--config", str(ROOT / "configs/mnist_mlp.yaml"),
+           "--data.data_dir", str(mnist_dir), "--trainer.max_epochs", "1", "--test_after_fit", "false",
+           "--trainer.callbacks+=tests.lightning_app.record.test_logger.PrintSettings"]  # fmt: skip
+    printed = []
+    for command in (fit, [*fit, "--wandb_capture", "true"]):
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        printed.append(done.stdout)
+    off, wrap = "W&B console=off x_disable_stats=True", "W&B console=wrap x_disable_stats=False"
+    assert off in printed[0] and wrap in printed[1]
     # Told apart by their configs: run folders are named by the second they start, and both may share it.
     runs = {yaml.safe_load((run / "files" / CONFIG_NAME).read_text())["wandb_capture"]: run
-            for run in (in_tmp / "runs" / "wandb").glob("offline-run-*")}  # fmt: skip
+            for run in (tmp_path / "runs" / "wandb").glob("offline-run-*")}  # fmt: skip
     assert not (runs[False] / "files" / "output.log").exists()
-    assert (runs[True] / "files" / "output.log").is_file()
+    assert wrap in (runs[True] / "files" / "output.log").read_text()  # W&B's copy of what the run printed
 
 
 IMPORTS_LAUNCH = """

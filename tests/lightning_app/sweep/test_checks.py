@@ -68,6 +68,33 @@ def test_a_config_that_is_not_a_regular_file_is_refused_before_the_parser_waits_
         sweep_cli.main([path, "--launcher", "fork"])
     assert not (in_tmp / "runs/sweeps/fit/study.db").exists()
 
+def test_the_fork_server_warms_up_with_the_first_command_line_the_check_parses(in_tmp, monkeypatch):
+    path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3, 1.0e-2]}})
+    parsed = []
+
+    def parse(arguments: list[str], sweep_arguments: list[str]) -> tuple[int, str]:
+        parsed.append((arguments, sweep_arguments))
+        return 2, "error: stop here"
+
+    monkeypatch.setattr(sweep_cli, "parse_in_fork", parse)
+    for argv in ([path, "--", "--trainer.max_epochs=2"], [path, "--seeds", "4,5", "--name", "mine"]):
+        parsed.clear()
+        with pytest.raises(SystemExit, match="stop here"):
+            sweep_cli.main(argv)
+        first = min(parsed, key=lambda call: "lr=0.001" not in " ".join(call[0]))  # the two parse at once
+        assert first == (sweep_cli.first_check_arguments(argv), argv)  # what the server computes from argv alone
+        assert "--optimizer.init_args.lr=0.001" in first[0] and first[0][:3] == ["fit", "--config", str(CONFIG)]
+    assert "--seed_everything=4" in first[0] and "--trainer.logger.init_args.group=mine" in first[0]
+
+
+def test_the_fork_server_parses_nothing_as_it_loads_for_a_sweep_that_will_fail_or_not_parse(in_tmp, write_sweep):
+    os.mkfifo(in_tmp / "fifo.yaml")
+    fifo = fit_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0]}})
+    Path(fifo).write_text(Path(fifo).read_text().replace(str(CONFIG), "fifo.yaml"))
+    for argv in (["missing.yaml"], [fifo], [write_sweep()], [fifo, "--trials", "0"]):  # the last three: a FIFO
+        assert sweep_cli.first_check_arguments(argv) == []  # config, another program, a bad flag
+
+
 def test_a_bad_value_among_the_choices_is_refused_too(in_tmp):
     path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3, "fast"]}})
     with pytest.raises(SystemExit, match=r"(?s)with the last value of every parameter.*lr=fast"):

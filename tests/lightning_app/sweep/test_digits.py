@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import optuna
+import torch
 import pytest
 import yaml
 
@@ -163,3 +164,5 @@ def test_the_trials_share_the_sweeps_wandb_service_and_each_run_arrives_whole(in
         assert "Connected to an existing wandb-core service via WANDB_SERVICE" in (folder / "logs/debug.log").read_text()
         run = wandb_run(folder)
         assert run["state"] == "finished" and run["summary"]["val/acc_best"] == pytest.approx(trial.value)
+        installed = (folder / "files/requirements.txt").read_text().splitlines()  # read once, by the fork server
+        assert f"torch=={torch.__version__}" in installed and any(line.startswith("wandb==") for line in installed)
