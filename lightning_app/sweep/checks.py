@@ -145,7 +145,8 @@ def check_command(
         except (OSError, ValueError) as error:
             raise CheckFailed(f"{sweep.path}: the trials' command line names a config that cannot be read: "
                               f"{error}") from None  # fmt: skip
-    with ThreadPoolExecutor(2) if at_once else contextlib.nullcontext() as pool:
+    pool = ThreadPoolExecutor(2) if at_once else None
+    try:
         results = pool.map(parse, both) if pool else map(parse, both)  # map: the last parses only if the first did
         for last, arguments, (code, text) in zip((False, True), both, results):
             if code != 0:
@@ -155,3 +156,6 @@ def check_command(
                     f"value of every parameter; nothing was run):\n  {' '.join(arguments)}\n{reason.strip()}\n"
                     "Fix the parameter's config key or value in the sweep file, or the arguments after --"
                 )
+    finally:  # a Ctrl-C does not wait here for forks of a server still loading: the sweep ends that server
+        if pool is not None:
+            pool.shutdown(wait=False)

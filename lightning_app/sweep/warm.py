@@ -10,9 +10,11 @@ import atexit
 import gc
 import json
 import os
+import signal
 
 
 def load(sweep_arguments: list[str] | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's: it ends this server (launch.stop_server)
     gc.disable()
     try:
         import torch  # noqa: F401

@@ -1,7 +1,10 @@
 """The trials' fork server's preload (lightning_app/sweep/warm.py), in a fresh Python."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,21 @@ def test_the_command_starts_the_server_first_and_ends_it_with_a_sweep_that_fails
     output = sweep_process.stdout.read()  # to the end: every process that held the output has ended
     assert sweep_process.returncode == 1 and f"the folder {marker} does not exist" in output
     assert started and not servers_of(marker)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after", [0.0, 1.0])  # seconds: the sweep imports, then (on this machine) waits for the server
+def test_ctrl_c_while_the_server_loads_ends_the_sweep_and_the_server_quietly(in_tmp, after):
+    sweep = (ROOT / "configs/sweeps/digits_mlp_sweep.yaml").read_text()
+    (in_tmp / "sweep.yaml").write_text(sweep.replace("configs/digits_mlp.yaml", str(ROOT / "configs/digits_mlp.yaml")))
+    marker = str(in_tmp / "sweep.yaml")
+    command = [sys.executable, "-m", "lightning_app.sweep", marker, "--trials", "2"]
+    sweep_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)  # fmt: skip
+    while not servers_of(marker) and sweep_process.poll() is None:
+        pass
+    time.sleep(after)
+    os.killpg(sweep_process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the sweep and its server
+    output = sweep_process.stdout.read()
+    assert sweep_process.wait() == 130 and "sweep stopped (Ctrl-C) before its first trial" in output
+    assert "Traceback" not in output and not servers_of(marker)
