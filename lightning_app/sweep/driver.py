@@ -19,7 +19,9 @@ import signal
 import sys
 import threading
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Callable
 
 try:
     import optuna
@@ -42,7 +44,15 @@ from lightning_app.sweep.grid import SPARE
 from lightning_app.sweep.launch import parse_in_fork, share_wandb_service
 from lightning_app.sweep.report import preload as preload_report
 from lightning_app.sweep.report import report
-from lightning_app.sweep.study import fail_orphans, hidden, open_study, requeue, tally
+from lightning_app.sweep.study import (
+    fail_orphans,
+    hidden,
+    new_database_file,
+    open_study,
+    remove_database_file,
+    requeue,
+    tally,
+)
 from lightning_app.sweep.study import preload as preload_storage
 from lightning_app.sweep.trials import Interrupted, SweepStopped, TrialFailed, TrialRunner, extra_arguments
 
@@ -203,23 +213,35 @@ def prepare(wandb: bool) -> None:
             gc.enable()
 
 
-def check(sweep: SweepFile, url: str, runner: TrialRunner, argv: list[str]) -> threading.Thread:
+def check(sweep: SweepFile, url: str, runner: TrialRunner, argv: list[str],
+          opener: Callable[[], tuple[optuna.Study, optuna.Study]]) -> tuple[threading.Thread, Future | None]:  # fmt: skip
     """What every trial shares (checks.py): fails the sweep before its first trial. Returns the thread
-    that prepares the study and the trials meanwhile: joined before either starts. With the fork
-    launcher the parses run in forks of the trials' server: started here, unless the command started
-    it already, from ``argv`` (the sweep command's arguments), from which it finds what to parse as it loads."""
+    that prepares the study and the trials meanwhile (joined before either starts), and the study
+    being opened (``opener``) meanwhile, where it is a new SQLite file (None: open it after the
+    checks), which a failed check removes again. With the fork launcher the parses run in forks of the
+    trials' server: started here, unless the command started it already, from ``argv`` (the sweep
+    command's arguments), from which it finds what to parse as it loads."""
     threading.Thread(target=preload_report, name="preload-report", daemon=True).start()  # by the sweep's end
     preparing = threading.Thread(target=prepare, args=(runner.wandb,), name="prepare", daemon=True)
     preparing.start()
+    opening, new_file = None, None
     try:
         check_storage(url)
+        new_file = new_database_file(url)
+        if new_file is not None:  # 0.1 s that the wait for the fork server hides
+            opening = ThreadPoolExecutor(1, thread_name_prefix="open-study").submit(opener)
         fork = runner.launcher == "fork"
         extra = runner.extra(*CHECK_RUN, runner.seeds[0] if runner.seeds else None)
         parse = functools.partial(parse_in_fork, sweep_arguments=argv) if fork else parse_here
         check_command(sweep, extra, parse, at_once=fork)
-    except CheckFailed as error:
-        raise SystemExit(f"error: {error}") from None
-    return preparing
+    except BaseException as error:  # a failed check, Ctrl-C: no study is left behind
+        if opening is not None:
+            wait([opening])
+            remove_database_file(new_file)
+        if isinstance(error, CheckFailed):
+            raise SystemExit(f"error: {error}") from None
+        raise
+    return preparing, opening
 
 
 def main(argv: list[str] | None = None) -> optuna.Study:
@@ -239,9 +261,11 @@ def main(argv: list[str] | None = None) -> optuna.Study:
     url = args.storage or f"sqlite:///{folder / 'study.db'}"
     runner = TrialRunner(sweep, name, folder, url, pruning, args.workers, args.overrides, args.seeds, wandb,
                          args.launcher)  # fmt: skip
-    check(sweep, url, runner, argv).join()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are announced here, one line each
-    study, admin = open_study(sweep, name, url, args.seed, args.heartbeat)
+    opener = functools.partial(open_study, sweep, name, url, args.seed, args.heartbeat)
+    preparing, opening = check(sweep, url, runner, argv, opener)
+    preparing.join()
+    study, admin = opening.result() if opening is not None else opener()
     seeds = f", seeds {args.seeds} per configuration" if args.seeds else ""
     print(f"sweep {name}: {sweep.method} search for {target} trials, {args.workers} at once{seeds}, "
           f"{'pruning ' + str(pruning) if pruning else 'no pruning'}, study in {hidden(url)}", flush=True)  # fmt: skip

@@ -156,10 +156,11 @@ def plot(study: optuna.Study, sweep: SweepFile, folder: Path) -> list[str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # experimental-API notices; importances of too few trials
                 axes = draw(study)
+                axes.figure.tight_layout()  # labels inside: one drawing, where bbox_inches="tight" takes two
         except (ValueError, RuntimeError) as error:  # e.g. importances of parameters that never varied
             notes.append(f"{name}: {error}")
             continue
-        axes.figure.savefig(folder / name, dpi=120, bbox_inches="tight")
+        axes.figure.savefig(folder / name, dpi=120)
         plt.close(axes.figure)
         notes.append(f"plot: {folder / name}")
     return notes

@@ -13,6 +13,7 @@ import os
 import random
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -42,6 +43,21 @@ def preload() -> None:
         import optuna.storages._rdb.models  # noqa: F401
     except ImportError:  # open_storage meets it again and says what is missing
         pass
+
+
+def new_database_file(url: str) -> Path | None:
+    """The file of a SQLite ``url`` that does not exist yet (opening the study creates it); else None."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
+def remove_database_file(path: Path) -> None:
+    """Removes a SQLite file that this sweep created, and its journals."""
+    for name in (path.name, *(path.name + suffix for suffix in ("-journal", "-wal", "-shm"))):
+        path.with_name(name).unlink(missing_ok=True)
 
 
 def open_storage(url: str, **heartbeat: Any):

@@ -1,7 +1,8 @@
 """What the trials' fork server loads before its first fork (launch.py): every module a trial imports,
 and the trials' command line parsed once (the check's first, found from the sweep command's own
 arguments: the server starts before the sweep has read its file), so that what the CLI's parser
-loads and caches lazily is there too. The garbage collector stays off meanwhile: each full collection would walk every object
+loads and caches lazily is there too; then the CLI's parser is built once more, for the trials to
+take (``lightning_app.cli.prebuild_parser``). The garbage collector stays off meanwhile: each full collection would walk every object
 loaded so far, 0.7 s of the 4 s that loading takes. Then everything is frozen (``gc.freeze``), out
 of the collector's reach in every trial, which freezes again as it starts (``lightning_app.__main__``);
 the little garbage that loading leaves (about 12,000 objects, 8 MB) is shared by every trial."""
@@ -26,12 +27,14 @@ def load(sweep_arguments: list[str] | None) -> None:
         import datamodules  # noqa: F401
         import optuna.storages._rdb.models  # noqa: F401  the callback opens the study's storage: its models
         import alembic.migration  # noqa: F401  and alembic, 0.3 s a trial otherwise
+        from lightning_app.cli import prebuild_parser
         from lightning_app.sweep.checks import parse_here
         from lightning_app.sweep.driver import first_check_arguments
 
         arguments = first_check_arguments(sweep_arguments) if sweep_arguments is not None else []
         if arguments:
             parse_here(arguments)  # its result is the check's business, in a fork
+            prebuild_parser(arguments)  # each trial, a fork, takes a copy of it
         read_installed_packages_once()
     finally:
         gc.freeze()

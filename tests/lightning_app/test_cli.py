@@ -77,6 +77,26 @@ def test_print_config_reproduces_the_run(mnist_dir, in_tmp, capsys):
     assert again.trainer.current_epoch == 2 and again.trainer.callback_metrics["test/acc"] > 0.8
 
 
+def test_a_prebuilt_parser_is_taken_once_by_a_run_of_the_same_inputs_and_parses_as_a_fresh_one(mnist_dir, capsys,
+                                                                                              monkeypatch):  # fmt: skip
+    from lightning_app import cli
+
+    monkeypatch.setattr(cli, "_PREBUILT", {})
+    def printed(args: list[str]) -> str:
+        with pytest.raises(SystemExit):
+            main([*args, "--print_config"])
+        return capsys.readouterr().out
+
+    args = ["fit", *quick(mnist_dir, "--model.hidden_sizes", "[7]")]
+    fresh = printed(args)
+    cli.prebuild_parser(args)  # as a sweep's fork server does, once
+    assert len(cli._PREBUILT) == 1
+    assert printed(args) == fresh and not cli._PREBUILT  # taken: this run built no parser of its own
+    cli.prebuild_parser(args)
+    without_logger = [*args, "--trainer.logger", "false"]  # other trainer defaults: another parser
+    assert "WandbLogger" not in printed(without_logger) and len(cli._PREBUILT) == 1
+
+
 def test_config_typo_names_the_key(mnist_dir, in_tmp, capsys):
     with pytest.raises(SystemExit):
         main(["fit", *quick(mnist_dir, "--model.init_args.hiden_sizes", "[3]")])

@@ -8,11 +8,13 @@ import signal
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightning_app import cli
 from lightning_app.record.folder import run_dir
 
 
 class Probe(Callback):
-    """Writes ``probe.json`` (pid, parent pid, torch threads, environment, the garbage collector) into
+    """Writes ``probe.json`` (pid, parent pid, torch threads, environment, the garbage collector, the
+    parsers prebuilt and not taken) into
     the run folder at the start of training; then a run whose model has ``dropout`` 0.1 kills itself with SIGKILL."""
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -25,6 +27,7 @@ class Probe(Callback):
             "cwd": os.getcwd(),
             "collector": gc.isenabled(),
             "frozen": gc.get_freeze_count(),
+            "prebuilt_parsers_left": len(cli._PREBUILT),  # 0: the one the fork server built was taken
         }
         (run_dir(trainer) / "probe.json").write_text(json.dumps(seen))
         if pl_module.hparams.get("dropout") == 0.1:

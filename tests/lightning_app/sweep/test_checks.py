@@ -95,6 +95,41 @@ def test_the_fork_server_parses_nothing_as_it_loads_for_a_sweep_that_will_fail_o
         assert sweep_cli.first_check_arguments(argv) == []  # config, another program, a bad flag
 
 
+def test_a_new_sqlite_study_opens_while_the_check_parses_and_a_failed_check_removes_it(in_tmp, monkeypatch):
+    import threading
+
+    path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3]}})
+    opened, real = threading.Event(), sweep_cli.open_study
+
+    def open_study(*args):
+        result = real(*args)
+        assert (in_tmp / "runs/sweeps/fit/study.db").is_file()
+        opened.set()
+        return result
+
+    def parse(arguments: list[str], sweep_arguments: list[str]) -> tuple[int, str]:
+        assert opened.wait(30)  # on another thread, while the parse waits (for the fork server's load)
+        return 2, "error: stop here"
+
+    monkeypatch.setattr(sweep_cli, "open_study", open_study)
+    monkeypatch.setattr(sweep_cli, "parse_in_fork", parse)
+    with pytest.raises(SystemExit, match="stop here"):
+        sweep_cli.main([path])
+    assert not list((in_tmp / "runs/sweeps/fit").glob("study.db*"))  # what the failed sweep made is gone
+
+
+def test_an_existing_study_file_opens_after_the_check_and_stays_when_it_fails(in_tmp, monkeypatch):
+    path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3]}})
+    database = in_tmp / "runs/sweeps/fit/study.db"
+    database.parent.mkdir(parents=True)
+    database.write_bytes(b"")  # an empty SQLite database: another sweep's, say
+    monkeypatch.setattr(sweep_cli, "open_study", lambda *args: pytest.fail("opened before the check passed"))
+    monkeypatch.setattr(sweep_cli, "parse_in_fork", lambda arguments, sweep_arguments: (2, "error: stop here"))
+    with pytest.raises(SystemExit, match="stop here"):
+        sweep_cli.main([path])
+    assert database.is_file()
+
+
 def test_a_bad_value_among_the_choices_is_refused_too(in_tmp):
     path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3, "fast"]}})
     with pytest.raises(SystemExit, match=r"(?s)with the last value of every parameter.*lr=fast"):

@@ -15,6 +15,7 @@ import yaml
 
 from lightning_app.cli import main as fit
 from lightning_app.sweep import driver as sweep_cli
+from lightning_app.sweep import launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 STATES = optuna.trial.TrialState
@@ -121,6 +122,7 @@ def test_a_trial_killed_with_sigkill_fails_alone_and_each_trial_is_its_own_proce
     monkeypatch.setenv("PYTHONPATH", str(CONFIG.parents[1]))  # a fresh Python finds the probe in tests/ too
     path = write_sweep(in_tmp, {"model.init_args.dropout": {"values": [0.0, 0.1, 0.2]}})
     probe = "--trainer.callbacks+=tests.lightning_app.sweep.probe.Probe"
+    launch.stop_server()  # one that an earlier test started warmed up for another sweep
     study = sweep_cli.main([path, "--workers", "2", "--launcher", launcher, "--", probe])
     states = {t.params["model.init_args.dropout"]: t.state for t in study.trials}
     assert states == {0.0: STATES.COMPLETE, 0.1: STATES.FAIL, 0.2: STATES.COMPLETE}
@@ -134,6 +136,7 @@ def test_a_trial_killed_with_sigkill_fails_alone_and_each_trial_is_its_own_proce
     assert min(s["frozen"] for s in seen) > 100_000  # what the trial (or its fork server) loaded: out of its reach
     if launcher == "fork":  # forked from the one preloaded server, not started by this process
         assert len({s["ppid"] for s in seen}) == 1 and os.getpid() not in {s["ppid"] for s in seen}
+        assert all(s["prebuilt_parsers_left"] == 0 for s in seen)  # each took the server's (test_warm.py: it built one)
 
 
 def test_ctrl_c_stops_forked_trials_and_queues_them_again(in_tmp):

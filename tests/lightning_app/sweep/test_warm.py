@@ -1,5 +1,6 @@
 """The trials' fork server's preload (lightning_app/sweep/warm.py), in a fresh Python."""
 
+import json
 import os
 import signal
 import subprocess
@@ -70,3 +71,14 @@ def test_ctrl_c_while_the_server_loads_ends_the_sweep_and_the_server_quietly(in_
     output = sweep_process.stdout.read()
     assert sweep_process.wait() == 130 and "sweep stopped (Ctrl-C) before its first trial" in output
     assert "Traceback" not in output and not servers_of(marker)
+
+
+@pytest.mark.slow
+def test_the_server_warms_up_with_the_sweeps_first_command_line_and_builds_a_parser_for_its_trials(in_tmp):
+    sweep = (ROOT / "configs/sweeps/digits_mlp_sweep.yaml").read_text()
+    (in_tmp / "sweep.yaml").write_text(sweep.replace("configs/digits_mlp.yaml", str(ROOT / "configs/digits_mlp.yaml")))
+    load = "import lightning_app.sweep.warm, lightning_app.cli as cli; print(len(cli._PREBUILT))"
+    for argv, built in ((["sweep.yaml", "--trials", "2"], "1"), (["missing.yaml"], "0")):
+        env = {**os.environ, "LIGHTNING_APP_SWEEP_WARM": json.dumps(argv)}
+        done = subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, text=True, check=True)
+        assert done.stdout.split() == [built], done.stderr[-2000:]  # nothing to warm up with for a missing file
