@@ -33,8 +33,11 @@ def load(sweep_arguments: list[str] | None) -> None:
 
         arguments = first_check_arguments(sweep_arguments) if sweep_arguments is not None else []
         if arguments:
-            parse_here(arguments)  # its result is the check's business, in a fork
-            prebuild_parser(arguments)  # each trial, a fork, takes a copy of it
+            try:
+                parse_here(arguments)  # its result is the check's business, in a fork
+                prebuild_parser(arguments)  # each trial, a fork, takes a copy of it
+            except Exception:  # noqa: BLE001 - a warm-up only: the check and the trials meet it and say so
+                pass
         read_installed_packages_once()
     finally:
         gc.freeze()
