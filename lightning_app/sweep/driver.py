@@ -14,14 +14,14 @@ import functools
 import gc
 import io
 import math
+import os
 import re
 import signal
 import sys
 import threading
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Callable
 
 try:
     import optuna
@@ -46,9 +46,11 @@ from lightning_app.sweep.report import preload as preload_report
 from lightning_app.sweep.report import report
 from lightning_app.sweep.study import (
     fail_orphans,
+    draft_study,
     hidden,
     new_database_file,
     open_study,
+    publish_draft,
     remove_database_file,
     requeue,
     tally,
@@ -213,35 +215,44 @@ def prepare(wandb: bool) -> None:
             gc.enable()
 
 
-def check(sweep: SweepFile, url: str, runner: TrialRunner, argv: list[str],
-          opener: Callable[[], tuple[optuna.Study, optuna.Study]]) -> tuple[threading.Thread, Future | None]:  # fmt: skip
+def check(sweep: SweepFile, url: str, runner: TrialRunner, argv: list[str]) -> threading.Thread:
     """What every trial shares (checks.py): fails the sweep before its first trial. Returns the thread
-    that prepares the study and the trials meanwhile (joined before either starts), and the study
-    being opened (``opener``) meanwhile, where it is a new SQLite file (None: open it after the
-    checks), which a failed check removes again. With the fork launcher the parses run in forks of the
-    trials' server: started here, unless the command started it already, from ``argv`` (the sweep
-    command's arguments), from which it finds what to parse as it loads."""
+    that prepares the study and the trials meanwhile: joined before either starts. Where the study is
+    a new SQLite file (the default), it is drafted meanwhile under a name of its own, named once the
+    checks pass (a failed check leaves no study behind). With the fork launcher the parses run in
+    forks of the trials' server: started here, unless the command started it already, from ``argv``
+    (the sweep command's arguments), from which it finds what to parse as it loads."""
     threading.Thread(target=preload_report, name="preload-report", daemon=True).start()  # by the sweep's end
     preparing = threading.Thread(target=prepare, args=(runner.wandb,), name="prepare", daemon=True)
     preparing.start()
-    opening, new_file = None, None
+    drafting, final = None, None
     try:
         check_storage(url)
-        new_file = new_database_file(url)
-        if new_file is not None:  # 0.1 s that the wait for the fork server hides
-            opening = ThreadPoolExecutor(1, thread_name_prefix="open-study").submit(opener)
+        final = new_database_file(url)
+        if final is not None:  # 0.15-0.2 s that the wait for the fork server hides
+            draft = final.with_name(f".{final.name}.{os.getpid()}.draft")
+            pool = ThreadPoolExecutor(1, thread_name_prefix="draft-study")
+            drafting = pool.submit(draft_study, sweep, runner.name, draft)
+            pool.shutdown(wait=False)  # its thread ends with the draft
         fork = runner.launcher == "fork"
         extra = runner.extra(*CHECK_RUN, runner.seeds[0] if runner.seeds else None)
         parse = functools.partial(parse_in_fork, sweep_arguments=argv) if fork else parse_here
         check_command(sweep, extra, parse, at_once=fork)
-    except BaseException as error:  # a failed check, Ctrl-C: no study is left behind
-        if opening is not None:
-            wait([opening])
-            remove_database_file(new_file)
+    except BaseException as error:  # a failed check, Ctrl-C: the draft goes
+        if drafting is not None:
+            wait([drafting])
+            remove_database_file(draft)
         if isinstance(error, CheckFailed):
             raise SystemExit(f"error: {error}") from None
         raise
-    return preparing, opening
+    if drafting is not None:
+        try:
+            drafting.result()
+        except Exception:  # noqa: BLE001 - opening the study meets it again, and says what it is
+            remove_database_file(draft)
+        else:
+            publish_draft(draft, final)
+    return preparing
 
 
 def main(argv: list[str] | None = None) -> optuna.Study:
@@ -262,10 +273,8 @@ def main(argv: list[str] | None = None) -> optuna.Study:
     runner = TrialRunner(sweep, name, folder, url, pruning, args.workers, args.overrides, args.seeds, wandb,
                          args.launcher)  # fmt: skip
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are announced here, one line each
-    opener = functools.partial(open_study, sweep, name, url, args.seed, args.heartbeat)
-    preparing, opening = check(sweep, url, runner, argv, opener)
-    preparing.join()
-    study, admin = opening.result() if opening is not None else opener()
+    check(sweep, url, runner, argv).join()
+    study, admin = open_study(sweep, name, url, args.seed, args.heartbeat)
     seeds = f", seeds {args.seeds} per configuration" if args.seeds else ""
     print(f"sweep {name}: {sweep.method} search for {target} trials, {args.workers} at once{seeds}, "
           f"{'pruning ' + str(pruning) if pruning else 'no pruning'}, study in {hidden(url)}", flush=True)  # fmt: skip

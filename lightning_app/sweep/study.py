@@ -54,6 +54,29 @@ def new_database_file(url: str) -> Path | None:
     return None if path.exists() else path
 
 
+def draft_study(sweep: SweepFile, name: str, path: Path) -> None:
+    """Writes the new SQLite file ``path`` as opening the study would: its tables, the study and its
+    sweep (0.15-0.2 s, mostly creating and syncing the tables), and closes it. The sweep drafts it
+    under a name of its own while its checks run; ``publish_draft`` names it once they pass."""
+    storage = open_storage(f"sqlite:///{path}")
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction=sweep.goal)
+        study.set_user_attr("sweep", json.loads(json.dumps(sweep.identity)))
+    finally:
+        storage.engine.dispose()
+
+
+def publish_draft(draft: Path, final: Path) -> None:
+    """Gives a drafted study file its name, unless a file has it already (another sweep of the same
+    study, started meanwhile: its study is opened instead); removes the draft's own name."""
+    try:
+        os.link(draft, final)  # atomic, and never over an existing file
+    except OSError:  # the name is taken, or this filesystem has no hard links: the study opens as usual
+        pass
+    finally:
+        remove_database_file(draft)
+
+
 def remove_database_file(path: Path) -> None:
     """Removes a SQLite file that this sweep created, and its journals."""
     for name in (path.name, *(path.name + suffix for suffix in ("-journal", "-wal", "-shm"))):

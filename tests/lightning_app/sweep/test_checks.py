@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -95,39 +96,47 @@ def test_the_fork_server_parses_nothing_as_it_loads_for_a_sweep_that_will_fail_o
         assert sweep_cli.first_check_arguments(argv) == []  # config, another program, a bad flag
 
 
-def test_a_new_sqlite_study_opens_while_the_check_parses_and_a_failed_check_removes_it(in_tmp, monkeypatch):
+@pytest.mark.parametrize("check", ["fails", "passes"])
+def test_a_new_sqlite_study_is_drafted_while_the_check_parses_and_named_only_if_it_passes(in_tmp, monkeypatch, check):
     import threading
 
     path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3]}})
-    opened, real = threading.Event(), sweep_cli.open_study
+    folder, drafted, real = in_tmp / "runs/sweeps/fit", threading.Event(), sweep_cli.draft_study
 
-    def open_study(*args):
-        result = real(*args)
-        assert (in_tmp / "runs/sweeps/fit/study.db").is_file()
-        opened.set()
-        return result
+    def draft_study(*args):
+        real(*args)
+        assert args[2].resolve().parent == folder and args[2].is_file() and not (folder / "study.db").exists()
+        drafted.set()
 
     def parse(arguments: list[str], sweep_arguments: list[str]) -> tuple[int, str]:
-        assert opened.wait(30)  # on another thread, while the parse waits (for the fork server's load)
-        return 2, "error: stop here"
+        assert drafted.wait(30)  # on another thread, while the parse waits (for the fork server's load)
+        return (2, "error: stop here") if check == "fails" else (0, "")
 
-    monkeypatch.setattr(sweep_cli, "open_study", open_study)
+    monkeypatch.setattr(sweep_cli, "draft_study", draft_study)
     monkeypatch.setattr(sweep_cli, "parse_in_fork", parse)
-    with pytest.raises(SystemExit, match="stop here"):
-        sweep_cli.main([path])
-    assert not list((in_tmp / "runs/sweeps/fit").glob("study.db*"))  # what the failed sweep made is gone
+    monkeypatch.setattr(sweep_cli, "run_trials", lambda *args: None)  # the check is what is tested
+    if check == "fails":
+        with pytest.raises(SystemExit, match="stop here"):
+            sweep_cli.main([path])
+        assert not list(folder.glob("*study.db*"))  # no study, no draft: nothing was run
+    else:
+        with pytest.raises(SystemExit, match="no trial finished"):
+            sweep_cli.main([path])
+        assert [p.name for p in folder.glob("*study.db*")] == ["study.db"]  # named, and no draft left
+        (stored,) = optuna.get_all_study_summaries(f"sqlite:///{folder / 'study.db'}")
+        assert stored.study_name == "fit" and stored.user_attrs["sweep"]["metric"]["name"] == "val/acc_best"
 
 
-def test_an_existing_study_file_opens_after_the_check_and_stays_when_it_fails(in_tmp, monkeypatch):
+def test_an_existing_study_file_is_not_drafted_and_stays_when_the_check_fails(in_tmp, monkeypatch):
     path = fit_sweep(in_tmp, {"optimizer.init_args.lr": {"values": [1.0e-3]}})
     database = in_tmp / "runs/sweeps/fit/study.db"
     database.parent.mkdir(parents=True)
     database.write_bytes(b"")  # an empty SQLite database: another sweep's, say
-    monkeypatch.setattr(sweep_cli, "open_study", lambda *args: pytest.fail("opened before the check passed"))
+    monkeypatch.setattr(sweep_cli, "draft_study", lambda *args: pytest.fail("drafted over an existing study file"))
     monkeypatch.setattr(sweep_cli, "parse_in_fork", lambda arguments, sweep_arguments: (2, "error: stop here"))
     with pytest.raises(SystemExit, match="stop here"):
         sweep_cli.main([path])
-    assert database.is_file()
+    assert sorted(p.name for p in database.parent.iterdir()) == ["study.db"]
 
 
 def test_a_bad_value_among_the_choices_is_refused_too(in_tmp):
