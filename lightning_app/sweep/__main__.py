@@ -8,7 +8,7 @@ if __name__ == "__main__":  # the command, not an import of this module
     from lightning_app.sweep import launch
 
     try:
-        if "-h" not in sys.argv and "--help" not in sys.argv:
+        if not {"-h", "--help"} & set(sys.argv) and not launch.asks_for_subprocesses(sys.argv[1:]):
             launch.start_server(sys.argv[1:])  # first: it loads for seconds beside the sweep's own imports (0.4 s)
         from lightning_app.sweep.driver import main
 

@@ -228,13 +228,13 @@ def check(sweep: SweepFile, url: str, runner: TrialRunner, argv: list[str]) -> t
     drafting, final = None, None
     try:
         check_storage(url)
+        fork = runner.launcher == "fork"
         final = new_database_file(url)
-        if final is not None:  # 0.15-0.2 s that the wait for the fork server hides
+        if final is not None and fork:  # 0.15-0.2 s that the wait for the fork server hides (a parse here would not)
             draft = final.with_name(f".{final.name}.{os.getpid()}.draft")
             pool = ThreadPoolExecutor(1, thread_name_prefix="draft-study")
             drafting = pool.submit(draft_study, sweep, runner.name, draft)
             pool.shutdown(wait=False)  # its thread ends with the draft
-        fork = runner.launcher == "fork"
         extra = runner.extra(*CHECK_RUN, runner.seeds[0] if runner.seeds else None)
         parse = functools.partial(parse_in_fork, sweep_arguments=argv) if fork else parse_here
         check_command(sweep, extra, parse, at_once=fork)

@@ -50,6 +50,19 @@ def start_server(sweep_arguments: list[str] | None = None):
     return _context
 
 
+def asks_for_subprocesses(sweep_arguments: list[str]) -> bool:
+    """Whether the sweep's command line says ``--launcher subprocess`` (as argparse reads it, an
+    abbreviation such as ``--launch=subprocess`` too), before the overrides after ``--``."""
+    arguments = sweep_arguments[: sweep_arguments.index("--")] if "--" in sweep_arguments else sweep_arguments
+    for index, argument in enumerate(arguments):
+        flag, equals, value = argument.partition("=")
+        if len(flag) >= 3 and "--launcher".startswith(flag):
+            value = value if equals else (arguments[index + 1] if index + 1 < len(arguments) else "")
+            if value == "subprocess":
+                return True
+    return False
+
+
 def stop_server() -> None:
     """Ends the fork server now, where no trial will fork it (another launcher or program, a sweep that
     stops before its first trial): it would otherwise load on for seconds, holding the sweep's output

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lightning_app.sweep.launch import asks_for_subprocesses
 from tests.lightning_app.test_main import spy
 
 ROOT = Path(__file__).parents[3]
@@ -52,7 +53,7 @@ def test_the_command_starts_the_server_first_and_ends_it_with_a_sweep_that_fails
         started = started or servers_of(marker)
     output = sweep_process.stdout.read()  # to the end: every process that held the output has ended
     assert sweep_process.returncode == 1 and f"the folder {marker} does not exist" in output
-    assert started and not servers_of(marker)
+    assert bool(started) == (launcher == "fork") and not servers_of(marker)  # none for subprocess trials
 
 
 @pytest.mark.slow
@@ -82,3 +83,18 @@ def test_the_server_warms_up_with_the_sweeps_first_command_line_and_builds_a_par
         env = {**os.environ, "LIGHTNING_APP_SWEEP_WARM": json.dumps(argv)}
         done = subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, text=True, check=True)
         assert done.stdout.split() == [built], done.stderr[-2000:]  # nothing to warm up with for a missing file
+
+
+@pytest.mark.parametrize(
+    "argv, subprocesses",
+    [
+        (["s.yaml", "--launcher", "subprocess"], True),
+        (["s.yaml", "--trials", "4", "--launcher=subprocess"], True),
+        (["s.yaml", "--l", "subprocess"], True),  # argparse takes any unambiguous abbreviation
+        (["s.yaml", "--launcher", "fork"], False),
+        (["s.yaml", "--", "--launcher", "subprocess"], False),  # an override of the trials, not the sweep's
+        (["s.yaml", "--launcher"], False),
+    ],
+)
+def test_the_command_starts_no_fork_server_for_subprocess_trials(argv, subprocesses):
+    assert asks_for_subprocesses(argv) == subprocesses
