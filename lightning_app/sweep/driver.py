@@ -217,11 +217,11 @@ def prepare(wandb: bool) -> None:
 
 def check(sweep: SweepFile, url: str, runner: TrialRunner, argv: list[str]) -> threading.Thread:
     """What every trial shares (checks.py): fails the sweep before its first trial. Returns the thread
-    that prepares the study and the trials meanwhile: joined before either starts. Where the study is
-    a new SQLite file (the default), it is drafted meanwhile under a name of its own, named once the
-    checks pass (a failed check leaves no study behind). With the fork launcher the parses run in
-    forks of the trials' server: started here, unless the command started it already, from ``argv``
-    (the sweep command's arguments), from which it finds what to parse as it loads."""
+    that prepares the study and the trials meanwhile: joined before either starts. With the fork
+    launcher the parses run in forks of the trials' server: started here, unless the command started
+    it already, from ``argv`` (the sweep command's arguments), from which it finds what to parse as
+    it loads; and where the study is a new SQLite file (the default), it is drafted while they wait,
+    under a name of its own, and named once the checks pass (a failed check leaves no study behind)."""
     threading.Thread(target=preload_report, name="preload-report", daemon=True).start()  # by the sweep's end
     preparing = threading.Thread(target=prepare, args=(runner.wandb,), name="prepare", daemon=True)
     preparing.start()
