@@ -6,6 +6,7 @@ import os
 import signal
 
 import torch
+import wandb.util
 from lightning.pytorch.callbacks import Callback
 
 from lightning_app import cli
@@ -28,6 +29,7 @@ class Probe(Callback):
             "collector": gc.isenabled(),
             "frozen": gc.get_freeze_count(),
             "prebuilt_parsers_left": len(cli._PREBUILT),  # 0: the one the fork server built was taken
+            "packages_from": wandb.util.working_set.__module__,  # the fork server's list, read once there
         }
         (run_dir(trainer) / "probe.json").write_text(json.dumps(seen))
         if pl_module.hparams.get("dropout") == 0.1:

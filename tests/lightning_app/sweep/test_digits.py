@@ -137,6 +137,9 @@ def test_a_trial_killed_with_sigkill_fails_alone_and_each_trial_is_its_own_proce
     if launcher == "fork":  # forked from the one preloaded server, not started by this process
         assert len({s["ppid"] for s in seen}) == 1 and os.getpid() not in {s["ppid"] for s in seen}
         assert all(s["prebuilt_parsers_left"] == 0 for s in seen)  # each took the server's (test_warm.py: it built one)
+        assert {s["packages_from"] for s in seen} == {"lightning_app.sweep.warm"}  # and W&B's package list
+    else:
+        assert {s["packages_from"] for s in seen} == {"wandb.util"}  # a fresh Python reads its own
 
 
 def test_ctrl_c_stops_forked_trials_and_queues_them_again(in_tmp):
