@@ -6,8 +6,9 @@ The rooms, each one concern:
   (``defaults.py``: fused optimizer steps, ``--compile``, the bfloat16 warning, the progress bar, malloc thresholds).
 - ``record/``: the run folder and its lock, ``summary.json`` and ``metrics.jsonl``, the saved config, W&B.
 - ``checkpoints/``: checkpoint files, ``last.ckpt``, faults, and what ``--ckpt_path`` resolves and restores.
-- ``__main__.py`` and ``quick_exit.py``: how the commands start (the garbage collector off while torch and
-  Lightning load, then frozen) and end (at once, once their work is written).
+- ``__main__.py``, ``deferred.py`` and ``quick_exit.py``: how the commands start (the garbage collector off while
+  torch and Lightning load, then frozen; scipy.signal, which Lightning loads and no run uses, loaded only if used)
+  and end (at once, once their work is written).
 - ``schedules.py``: learning-rate schedules sized from the run; ``feature_knn.py``: kNN on a model's features.
 - ``pictures/``: what each model learned, drawn after its run.
 - ``sweep/`` (``python -m lightning_app.sweep``): W&B sweep files run with Optuna.

@@ -2,6 +2,9 @@ import gc
 
 if __name__ == "__main__":  # the command, not an import of this module
     gc.disable()  # while torch and Lightning load: see run()
+    from lightning_app.deferred import defer_unused_imports
+
+    defer_unused_imports()  # scipy.signal, which importing Lightning loads (0.7 s) and a run never uses
 
 from lightning_app.cli import main  # noqa: E402
 from lightning_app.defaults import fix_malloc_thresholds  # noqa: E402

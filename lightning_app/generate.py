@@ -11,6 +11,9 @@ from pathlib import Path
 
 if __name__ == "__main__":  # the command: the collector off while torch loads (lightning_app/__main__.py)
     gc.disable()
+    from lightning_app.deferred import defer_unused_imports
+
+    defer_unused_imports()
 
 import torch  # noqa: E402
 from jsonargparse import CLI  # noqa: E402

@@ -18,6 +18,9 @@ def load(sweep_arguments: list[str] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's: it ends this server (launch.stop_server)
     gc.disable()
     try:
+        from lightning_app.deferred import defer_unused_imports
+
+        defer_unused_imports()  # what a trial never uses is not loaded for it either
         import torch  # noqa: F401
         import lightning  # noqa: F401
         import wandb  # noqa: F401

@@ -4,6 +4,7 @@ import gc
 import json
 import os
 import signal
+import sys
 
 import torch
 import wandb.util
@@ -30,6 +31,7 @@ class Probe(Callback):
             "frozen": gc.get_freeze_count(),
             "prebuilt_parsers_left": len(cli._PREBUILT),  # 0: the one the fork server built was taken
             "packages_from": wandb.util.working_set.__module__,  # the fork server's list, read once there
+            "scipy.signal": type(sys.modules.get("scipy.signal")).__name__,  # "Deferred": never loaded (deferred.py)
         }
         (run_dir(trainer) / "probe.json").write_text(json.dumps(seen))
         if pl_module.hparams.get("dropout") == 0.1:

@@ -134,6 +134,7 @@ def test_a_trial_killed_with_sigkill_fails_alone_and_each_trial_is_its_own_proce
     assert {(s["threads"], s["omp"], s["sweep"], s["cwd"]) for s in seen} == {(max(1, cores // 2), str(max(1, cores // 2)), True, str(in_tmp))}
     assert all(s["collector"] for s in seen)  # on in the trials, though off while the fork server loaded
     assert min(s["frozen"] for s in seen) > 100_000  # what the trial (or its fork server) loaded: out of its reach
+    assert {s["scipy.signal"] for s in seen} == {"Deferred"}  # which Lightning's import would load, and none uses
     if launcher == "fork":  # forked from the one preloaded server, not started by this process
         assert len({s["ppid"] for s in seen}) == 1 and os.getpid() not in {s["ppid"] for s in seen}
         assert all(s["prebuilt_parsers_left"] == 0 for s in seen)  # each took the server's (test_warm.py: it built one)
