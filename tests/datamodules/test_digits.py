@@ -60,6 +60,23 @@ def test_the_digits_are_scikit_learns_read_without_importing_it():
     assert (pixels == digits.images).all() and (labels == digits.target).all() and labels.dtype == np.int64
 
 
+def test_a_process_parses_the_digits_once_while_the_file_stays_the_same(tmp_path, monkeypatch):
+    import datamodules.digits as digits
+
+    path = tmp_path / "digits.csv.gz"
+    path.write_bytes(digits.digits_file().read_bytes())
+    parsed = []
+    parse = digits._parse_digits
+    monkeypatch.setattr(digits, "_parse_digits", lambda p: parsed.append(p) or parse(p))
+    pixels, labels = digits.read_digits(path)
+    pixels[:] = -1  # each caller's own copy
+    labels[:] = -1
+    again, again_labels = digits.read_digits(path)
+    assert len(parsed) == 1 and again.min() == 0 and again_labels.min() == 0  # the fit's read, then the test's
+    path.write_bytes(gzip.compress(("0," * 64 + "3\n").encode() * 1797))  # another file under the same name
+    assert digits.read_digits(path)[1].tolist() == [3] * 1797 and len(parsed) == 2
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
