@@ -52,12 +52,13 @@ def test_the_entry_point_turns_the_collector_on_for_the_run(monkeypatch):
 
 
 # Run as `python -c SPY COMMAND MODULES ARGUMENTS`: notes whether the collector was on as each of MODULES
-# started to load, runs `python -m COMMAND ARGUMENTS` in this process, and prints what it saw as the
-# process exits (a command that completes ends through quick_exit, which runs the atexit handlers).
+# started to load, runs `python -m COMMAND ARGUMENTS` in this process, and prints what it saw once the
+# module returns, or as the process exits (a command that completes ends through quick_exit, which
+# runs the atexit handlers and no code after it).
 SPY = """
 import atexit, gc, json, runpy, sys
 command, modules, arguments = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-seen = {}
+seen, reported = {}, []
 
 class Spy:
     def find_spec(self, name, path=None, target=None):
@@ -65,6 +66,9 @@ class Spy:
             seen[name] = gc.isenabled()
 
 def report():
+    if reported:
+        return
+    reported.append(True)
     signal = type(sys.modules.get("scipy.signal")).__name__  # "Deferred": a stand-in (lightning_app/deferred.py)
     loaded = sorted(name for name in sys.modules if name.startswith("scipy.signal."))
     print(json.dumps({"seen": seen, "on": gc.isenabled(), "frozen": gc.get_freeze_count(), "scipy.signal": signal,
@@ -77,6 +81,7 @@ try:
     runpy.run_module(command, run_name="__main__")
 except SystemExit:
     pass
+report()
 """
 
 

@@ -22,6 +22,7 @@ def test_the_fork_server_loads_with_the_collector_off_then_freezes_what_it_loade
     seen = spy("lightning_app.sweep.warm", ["torch", "lightning", "wandb"], [])
     assert seen["seen"] == {"torch": False, "lightning": False, "wandb": False}
     assert seen["on"] and seen["frozen"] > 100_000  # every trial, a fork, starts with them frozen
+    assert seen["scipy.signal"] == "Deferred"  # which importing Lightning would load, and no trial uses
 
 
 def servers_of(marker: str) -> list[int]:
