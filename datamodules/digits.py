@@ -59,13 +59,19 @@ def digits_file() -> Path:
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
 
 
+_parsed: dict[tuple, np.ndarray] = {}  # the one file parsed last: (path, device, inode, size, mtime) -> its table
+
+
 def read_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The ``(1797, 8, 8)`` pixels (0..16) and labels of ``path``, as ``sklearn.datasets.load_digits`` reads them.
 
     Parsing the 117,000 numbers takes 20 ms; a run reads the file for fit and again for its test, so
     the parsed table is kept for the process (each caller gets its own copy), while the file's size,
     modification time and inode stay the same."""
-    stat = os.stat(path)
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        raise _not_digits(path, error) from error
     stamp = (os.fspath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
     if stamp not in _parsed:
         _parsed.clear()
@@ -74,18 +80,19 @@ def read_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data[:, :64].reshape(-1, 8, 8).copy(), data[:, 64].astype(np.int64)
 
 
-_parsed: dict[tuple, np.ndarray] = {}  # the one file parsed last: (path, device, inode, size, mtime) -> its table
-
-
 def _parse_digits(path: Path) -> np.ndarray:
     try:
         with gzip.open(path, "rt") as file:
             data = np.loadtxt(file, delimiter=",", ndmin=2)
     except (OSError, EOFError, ValueError) as error:
-        raise ValueError(f"{path}: not scikit-learn's digits ({error}); reinstall scikit-learn") from error
+        raise _not_digits(path, error) from error
     if data.shape != (1797, 65):
         raise ValueError(f"{path}: {data.shape[0]} rows of {data.shape[-1]} values, not scikit-learn's 1,797 digits of "
                          "64 pixels and a label; reinstall scikit-learn")  # fmt: skip
     if data.min() < 0 or data[:, :64].max() > 16 or data[:, 64].max() > 9 or (data % 1).any():
         raise ValueError(f"{path}: values outside the digits' whole pixels 0..16 and labels 0..9; reinstall scikit-learn")
     return data
+
+
+def _not_digits(path: Path, error: Exception) -> ValueError:
+    return ValueError(f"{path}: not scikit-learn's digits ({error}); reinstall scikit-learn")

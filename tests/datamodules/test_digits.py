@@ -75,6 +75,9 @@ def test_a_process_parses_the_digits_once_while_the_file_stays_the_same(tmp_path
     assert len(parsed) == 1 and again.min() == 0 and again_labels.min() == 0  # the fit's read, then the test's
     path.write_bytes(gzip.compress(("0," * 64 + "3\n").encode() * 1797))  # another file under the same name
     assert digits.read_digits(path)[1].tolist() == [3] * 1797 and len(parsed) == 2
+    path.unlink()
+    with pytest.raises(ValueError, match=f"{path}: not scikit-learn's digits .*No such file"):
+        digits.read_digits(path)  # gone: an error, not the table kept for the file that was there
 
 
 @pytest.mark.parametrize(

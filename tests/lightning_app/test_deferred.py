@@ -1,6 +1,7 @@
 import inspect
 import sys
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -65,3 +66,13 @@ def test_the_scipy_signal_stand_in_answers_hamming_as_torchmetrics_adds_it():
     signal = types.SimpleNamespace(windows=windows)
     _add_hamming(signal)
     assert signal.hamming is windows.hamming
+
+
+def test_threads_that_read_from_the_stand_in_at_once_load_the_module_once(package):
+    import deferpkg
+
+    defer("deferpkg.sub")
+    stand_in = sys.modules["deferpkg.sub"]
+    with ThreadPoolExecutor(8) as pool:
+        values = list(pool.map(lambda _: stand_in.value, range(32)))
+    assert values == [42] * 32 and deferpkg.loads == 1
