@@ -64,6 +64,12 @@ PRUNE_DEFAULT = {"min_resource": 1, "reduction_factor": 3}  # --prune without ea
 CHECK_RUN = ("check", "check")  # the W&B run id and name on the check's command lines (nothing is logged)
 
 
+def check_extra(overrides: list[str], name: str, wandb: bool, seeds: list[int] | None) -> list[str]:
+    """What the sweep adds to the check's command lines: the trials' own additions, with ``CHECK_RUN``
+    for the W&B run and the first seed. The check and the fork server's warm-up parse the same."""
+    return extra_arguments(overrides, name, wandb, *CHECK_RUN, seeds[0] if seeds else None)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lightning_app.sweep", description=__doc__.split("\n")[0])
     parser.add_argument("sweep", help="a W&B sweep file, e.g. configs/sweeps/digits_mlp_sweep.yaml, or a fit "
@@ -137,7 +143,7 @@ def first_check_arguments(argv: list[str]) -> list[str]:
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             args, sweep, wandb = plan(argv)
-        extra = extra_arguments(args.overrides, args.name, wandb, *CHECK_RUN, args.seeds[0] if args.seeds else None)
+        extra = check_extra(args.overrides, args.name, wandb, args.seeds)
         first = (check_arguments(sweep, extra) or [[]])[0]
         check_config_files(first)  # the parser would wait on a FIFO for ever
     except (SystemExit, Exception):  # noqa: BLE001 - the sweep's own check reports it
@@ -235,7 +241,7 @@ def check(sweep: SweepFile, url: str, runner: TrialRunner, argv: list[str]) -> t
             pool = ThreadPoolExecutor(1, thread_name_prefix="draft-study")
             drafting = pool.submit(draft_study, sweep, runner.name, draft)
             pool.shutdown(wait=False)  # its thread ends with the draft
-        extra = runner.extra(*CHECK_RUN, runner.seeds[0] if runner.seeds else None)
+        extra = check_extra(runner.overrides, runner.name, runner.wandb, runner.seeds)
         parse = functools.partial(parse_in_fork, sweep_arguments=argv) if fork else parse_here
         check_command(sweep, extra, parse, at_once=fork)
     except BaseException as error:  # a failed check, Ctrl-C: the draft goes

@@ -2,10 +2,11 @@
 and the trials' command line parsed once (the check's first, found from the sweep command's own
 arguments: the server starts before the sweep has read its file), so that what the CLI's parser
 loads and caches lazily is there too; then the CLI's parser is built once more, for the trials to
-take (``lightning_app.cli.prebuild_parser``). The garbage collector stays off meanwhile: each full collection would walk every object
-loaded so far, 0.7 s of the 4 s that loading takes. Then everything is frozen (``gc.freeze``), out
-of the collector's reach in every trial, which freezes again as it starts (``lightning_app.__main__``);
-the little garbage that loading leaves (about 12,000 objects, 8 MB) is shared by every trial."""
+take (``lightning_app.cli.prebuild_parser``). The garbage collector stays off meanwhile: each full
+collection would walk every object loaded so far, 0.7 s of the 4 s that loading takes. Then
+everything is frozen (``gc.freeze``), out of the collector's reach in every trial, which freezes
+again as it starts (``lightning_app.__main__``); the little garbage that loading leaves (about
+12,000 objects, 8 MB) is shared by every trial."""
 
 import atexit
 import gc
