@@ -145,6 +145,10 @@ class KNN(L.LightningModule):
         if stage == "fit" and hasattr(self.trainer.strategy, "configure_ddp"):
             self.trainer.strategy.configure_ddp = lambda: None
 
+    def teardown(self, stage: str) -> None:
+        if self.index is not None:  # the search's buffer (up to chunk_mb) serves every batch of a run, then goes
+            self.index.release()
+
     def configure_optimizers(self) -> None:
         return None
 

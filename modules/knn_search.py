@@ -88,7 +88,7 @@ def nearest_neighbours(
     rows = min(len(queries), max(1, budget_bytes // per_query))
     if distance == "l2":
         # At least one float32 row: the float32 pass after a bfloat16 one shares the buffer.
-        work = memory.new_empty(max(rows * index.dtype.itemsize, 4) * len(memory), dtype=torch.uint8)
+        work = index.work(max(rows * index.dtype.itemsize, 4) * len(memory))
     keys = []
     with full_precision_products():
         for chunk in queries.split(rows):

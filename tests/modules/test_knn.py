@@ -126,6 +126,26 @@ def test_a_reloaded_equal_memory_keeps_its_index_and_a_changed_one_gets_a_new_on
     torch.testing.assert_close(model.index.sq_norms, model.memory.square().sum(1))
 
 
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_the_search_reuses_its_buffer_and_what_it_held_changes_no_answer(precision):
+    generator = torch.Generator().manual_seed(0)
+    memory, first, second = (torch.randn(n, 12, generator=generator) for n in (400, 30, 20))
+    index = knn_l2.MemoryIndex(memory, precision)
+    budget = 2 * 4 * 400 * 4 // 3 * 10  # ten queries a chunk: the buffer is used three times per call
+    nearest_neighbours(first, index, 3, "l2", budget)
+    buffer = index.scratch.data_ptr()
+    reused = nearest_neighbours(second, index, 3, "l2", budget)  # in the products and rows `first` left
+    assert index.scratch.data_ptr() == buffer
+    fresh = nearest_neighbours(second, knn_l2.MemoryIndex(memory, precision), 3, "l2", budget)
+    assert reused[1].tolist() == fresh[1].tolist() and reused[0].tolist() == fresh[0].tolist()
+    smaller = nearest_neighbours(second, index, 3, "l2", budget // 2)  # a smaller budget: a part of the buffer
+    assert index.scratch.data_ptr() == buffer and smaller[1].tolist() == fresh[1].tolist()
+    model = KNN(input_shape=(12,), k=3)
+    model.memory, model.memory_labels, model.index = memory, torch.zeros(400, dtype=torch.long), index
+    model.teardown("test")  # the end of a run gives the buffer back
+    assert index.scratch is None
+
+
 def test_bad_input_errors():
     with pytest.raises(ValueError, match="k=0"):
         KNN(input_shape=(1, 2, 2), k=0)
