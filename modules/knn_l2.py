@@ -8,6 +8,8 @@ bfloat16 filter cannot certify (on data whose distances barely differ) are ranke
 float32, with its much smaller bound, and what neither certifies is scored against every row.
 """
 
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
@@ -45,6 +47,7 @@ class MemoryIndex:
     def __init__(self, memory: Tensor, precision: Precision = "auto", block_rows: int = 8192) -> None:
         self.memory = memory
         self.scratch: Tensor | None = None  # the search's byte buffer, kept from one call to the next
+        self._lock = threading.Lock()  # held by the search using it
         if precision == "auto":
             with full_precision_products():  # time float32 as the filter runs it
                 precision = "bfloat16" if bfloat16_is_fast(memory.device) else "float32"
@@ -75,17 +78,31 @@ class MemoryIndex:
             residuals[rows] = torch.linalg.vector_norm(centred - self.folded[rows, :dim].float(), dim=1)
         self.max_centred_norm, self.max_residual = (x.max() if n else x.sum() for x in (centred_norms, residuals))
 
-    def work(self, nbytes: int) -> Tensor:
-        """A byte buffer of ``nbytes`` for the search, the same memory call after call: a fresh one costs
-        a page fault every 4 KiB (for 1,000 MNIST queries, 25,000 faults and a tenth of the search's time).
-        ``release()`` gives it back."""
-        if self.scratch is None or len(self.scratch) < nbytes:
-            self.scratch = None  # the smaller one goes before the larger one is taken
-            self.scratch = torch.empty(nbytes, dtype=torch.uint8, device=self.memory.device)
-        return self.scratch[:nbytes]
+    @contextmanager
+    def work(self, nbytes: int) -> Iterator[Tensor]:
+        """A byte buffer of ``nbytes`` for one search, the same memory search after search: a fresh one
+        costs a page fault every 4 KiB (for 1,000 MNIST queries, 25,000 faults and a tenth of the
+        search's time). A search in another thread meanwhile gets a buffer of its own: sharing one
+        would mix their products. ``release()`` gives the kept one back."""
+        if not self._lock.acquire(blocking=False):
+            yield torch.empty(nbytes, dtype=torch.uint8, device=self.memory.device)
+            return
+        try:
+            if self.scratch is None or len(self.scratch) < nbytes:
+                self.scratch = None  # the smaller one goes before the larger one is taken
+                self.scratch = torch.empty(nbytes, dtype=torch.uint8, device=self.memory.device)
+            yield self.scratch[:nbytes]
+        finally:
+            self._lock.release()
 
     def release(self) -> None:
         self.scratch = None
+
+    def __getstate__(self) -> dict:  # a copied or pickled model (deepcopy, torch.save) takes no lock or buffer
+        return {**self.__dict__, "_lock": None, "scratch": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
 
 @contextmanager

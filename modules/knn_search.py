@@ -83,19 +83,16 @@ def nearest_neighbours(
         require_finite(memory, "the memory")  # an L2 MemoryIndex checked it when it was built
     elif index is None:
         index = MemoryIndex(memory, precision)
-    everything = torch.arange(len(memory), device=memory.device)
     per_query = 2 * index.dtype.itemsize * len(memory) * 4 // 3 if distance == "l2" else 4 * len(memory)
-    rows = min(len(queries), max(1, budget_bytes // per_query))
+    chunks = queries.split(min(len(queries), max(1, budget_bytes // per_query)))
     if distance == "l2":
         # At least one float32 row: the float32 pass after a bfloat16 one shares the buffer.
-        work = index.work(max(rows * index.dtype.itemsize, 4) * len(memory))
-    keys = []
-    with full_precision_products():
-        for chunk in queries.split(rows):
-            if distance == "l2":
-                keys.append(l2_neighbour_keys(chunk, index, k, budget_bytes, work))
-            else:
-                keys.append(top_k_keys(pairwise_distances(chunk, memory, distance), k, everything))
+        with index.work(max(len(chunks[0]) * index.dtype.itemsize, 4) * len(memory)) as work, full_precision_products():
+            keys = [l2_neighbour_keys(chunk, index, k, budget_bytes, work) for chunk in chunks]
+    else:
+        everything = torch.arange(len(memory), device=memory.device)
+        with full_precision_products():
+            keys = [top_k_keys(pairwise_distances(chunk, memory, distance), k, everything) for chunk in chunks]
     distances, indices = unpack(torch.cat(keys).sort(dim=1).values)
     return distances.clamp_min(0.0), indices
 

@@ -1,9 +1,11 @@
 """kNN: the search against scikit-learn and a full sort, tie-breaks, checkpoints, bad input."""
 
+import copy
 import csv
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -144,6 +146,31 @@ def test_the_search_reuses_its_buffer_and_what_it_held_changes_no_answer(precisi
     model.memory, model.memory_labels, model.index = memory, torch.zeros(400, dtype=torch.long), index
     model.teardown("test")  # the end of a run gives the buffer back
     assert index.scratch is None
+
+
+def test_searches_in_threads_at_once_each_get_their_own_answers_and_a_model_with_an_index_copies():
+    generator = torch.Generator().manual_seed(0)
+    memory = torch.randn(2000, 32, generator=generator)
+    queries = [torch.randn(100, 32, generator=generator) for _ in range(4)]
+    index = knn_l2.MemoryIndex(memory, "float32")
+    expected = [nearest_neighbours(q, knn_l2.MemoryIndex(memory, "float32"), 3, "l2", 2**19)[1] for q in queries]
+    answers: dict[int, list] = {i: [] for i in range(4)}
+
+    def search(i: int) -> None:
+        for _ in range(10):
+            answers[i].append(nearest_neighbours(queries[i], index, 3, "l2", 2**19)[1])
+
+    threads = [threading.Thread(target=search, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(torch.equal(answer, expected[i]) for i in range(4) for answer in answers[i])  # one shared buffer mixed them
+    model = KNN(input_shape=(32,), k=3)
+    model.memory, model.memory_labels = memory, torch.zeros(2000, dtype=torch.long)
+    model(queries[0])  # builds the index and its buffer
+    copied = copy.deepcopy(model)  # a lock does not copy: the index leaves it and its buffer behind
+    assert copied.index.scratch is None and torch.equal(copied(queries[1]), model(queries[1]))
 
 
 def test_bad_input_errors():
