@@ -100,17 +100,22 @@ def describe(memory: torch.Tensor | MemoryIndex) -> None:
         print(f"L2 filter precision: {str(memory.dtype).removeprefix('torch.')}")
 
 
-def whole_process(rounds: int, roots: list[Path]) -> None:
-    """`fit --config configs/mnist_knn.yaml` from each checkout of ``roots`` against the `PLAIN` scikit-learn
-    script, start to exit, interleaved."""
+def write_mnist_sized(folder: Path) -> None:
+    """MNIST's four IDX files in ``folder``, of MNIST's sizes (60,000 and 10,000), from ``synthetic_mnist``."""
     sys.path.insert(0, str(ROOT))
     from tests.fakes import write_idx
 
+    for prefix, n, seed in (("train", 60000, 0), ("t10k", 10000, 1)):
+        images, labels = synthetic_mnist(n, seed, normalise=False)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+
+
+def whole_process(rounds: int, roots: list[Path]) -> None:
+    """`fit --config configs/mnist_knn.yaml` from each checkout of ``roots`` against the `PLAIN` scikit-learn
+    script, start to exit, interleaved."""
     with tempfile.TemporaryDirectory() as data_dir:
-        for prefix, n, seed in (("train", 60000, 0), ("t10k", 10000, 1)):
-            images, labels = synthetic_mnist(n, seed, normalise=False)
-            write_idx(Path(data_dir) / f"{prefix}-images-idx3-ubyte.gz", images)
-            write_idx(Path(data_dir) / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        write_mnist_sized(Path(data_dir))
         commands = {"scikit-learn script": (ROOT, [sys.executable, "-c", PLAIN, data_dir])}
         for given in roots:
             root = given.resolve()  # the processes run in temporary folders

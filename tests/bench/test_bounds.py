@@ -25,7 +25,7 @@ def test_the_gpt_forward_is_counted_at_two_operations_per_weight_and_character()
     assert 2 * weights * bounds.BLOCK <= per_window <= 1.1 * 2 * weights * bounds.BLOCK  # attention: a few %
 
 
-@pytest.mark.slow  # a whole-text pass and fresh Pythons: about 20 s
+@pytest.mark.slow  # a whole-text pass, fresh Pythons and the scikit-learn script: about 30 s
 def test_the_bounds_script_prints_both_floors(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["bounds.py", "--rounds", "1"])
     bounds.main()
