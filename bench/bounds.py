@@ -6,7 +6,8 @@
    batches of 12 windows of each split 9 times (steps 0, 250, ..., 2,000). Each one's matrix
    products, counted by ``torch.utils.flop_counter`` on the model, over this CPU's float32 rate on
    the model's own shapes, give what validating costs it at best: the difference is what our run
-   must win back elsewhere. Beside it, a measured whole-text pass (inference mode, batches of 64).
+   must win back elsewhere. Beside it, a measured whole-text pass (inference mode, batches of 64)
+   and the text sample that follows each of our validations.
 2. ``configs/mnist_knn.yaml`` as a whole process against the scikit-learn script (target: at most
    0.5x). A brute-force search multiplies 16,000 queries by the 54,000 memorised rows (784 pixels
    and, in ours, 2 columns for the norms): that product at this CPU's rate (bfloat16 where the CPU
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench.knn import PLAIN, write_mnist_sized  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from datamodules.text import TINY_SHAKESPEARE_VOCAB  # noqa: E402
+from lightning_app.pictures.samples import TextSamples  # noqa: E402
 from modules.device_speed import bfloat16_is_fast  # noqa: E402
 from modules.transformer import Transformer  # noqa: E402
 
@@ -58,7 +60,9 @@ def seconds(work, rounds: int) -> float:
 def product_rate(shapes: list[tuple[int, int, int]], dtype: torch.dtype, rounds: int) -> float:
     """Floating-point operations per second of ``(m, k) @ (k, n)`` products of ``shapes``, all together."""
     # Into outputs made once, as a search or a validation reuses its memory: a fresh one costs page faults.
-    triples = [(torch.randn(m, k).to(dtype), torch.randn(n, k).to(dtype), torch.empty(m, n, dtype=dtype)) for m, k, n in shapes]
+    triples = [
+        (torch.randn(m, k).to(dtype), torch.randn(n, k).to(dtype), torch.empty(m, n, dtype=dtype)) for m, k, n in shapes
+    ]
     flops = sum(2 * m * k * n for m, k, n in shapes)
     return flops / seconds(lambda: [torch.matmul(a, b.T, out=out) for a, b, out in triples], rounds)
 
@@ -93,6 +97,8 @@ def gpt_bound(rounds: int) -> None:
                 model(batch)
 
     measured = seconds(one_pass, rounds)
+    drawn = TextSamples()  # as the run draws it; the weights do not change what it costs
+    sample = seconds(lambda: model.generate_text(drawn.prompt, drawn.length, drawn.temperature, drawn.top_k), rounds)
     floor_ours, floor_theirs = VALIDATIONS * ours * per_window / rate, NANOGPT_WINDOWS * per_window / rate
     print(f"\n## GPT (configs/shakespeare_gpt.yaml) against nanoGPT's CPU run\n"
           f"- float32 products on the model's shapes ({rows} rows): {rate / 1e9:.0f} GFLOP/s; the model: "
@@ -101,7 +107,9 @@ def gpt_bound(rounds: int) -> None:
           f"measured (inference mode, batches of {VAL_BATCH}): {measured:.2f} s\n"
           f"- a run's validating, at least: ours ({VALIDATIONS} x {ours:,} windows) {floor_ours:.1f} s, "
           f"nanoGPT's ({NANOGPT_WINDOWS:,} windows) {floor_theirs:.1f} s: "
-          f"{floor_ours - floor_theirs:.1f} s that ours must win back elsewhere to tie", flush=True)  # fmt: skip
+          f"{floor_ours - floor_theirs:.1f} s that ours must win back elsewhere to tie\n"
+          f"- beside each of ours, the text sample (TextSamples, {drawn.length} characters): {sample:.2f} s, "
+          f"{VALIDATIONS * sample:.1f} s a run", flush=True)  # fmt: skip
 
 
 def knn_bound(rounds: int) -> None:

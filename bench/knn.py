@@ -2,6 +2,7 @@
 
     python bench/knn.py                       # 60,000 memorised x 10,000 queries, k=3, L2, CPU
     python bench/knn.py --precision float32   # force the L2 filter's product (what an AVX2-only CPU gets)
+    python bench/knn.py --batch-size 1000     # one search a batch of 1,000, as a run's test loop searches
     python bench/knn.py --device cuda         # GPU queries/second instead (no scikit-learn rounds)
     python bench/knn.py --whole-process       # `fit --config configs/mnist_knn.yaml`, start to exit
     python bench/knn.py --whole-process --roots /tmp/base .   # that `fit` from two checkouts, interleaved
@@ -90,9 +91,13 @@ def peak_rss_rise(function) -> tuple[object, float]:
 
 
 def ours(memory, labels, queries, args) -> torch.Tensor:
-    """Predictions, as ``KNN`` makes them: for L2 the memory's index is built once (at fit) and kept."""
-    distances, indices = nearest_neighbours(queries, memory, args.k, args.distance, int(args.chunk_mb * 2**20))
-    return vote(distances, labels[indices], 10, args.weights, args.distance).argmax(1)
+    """Predictions, as ``KNN`` makes them: for L2 the memory's index is built once (at fit) and kept;
+    with ``--batch-size``, one search a batch, as a run's test loop searches."""
+    predictions = []
+    for batch in queries.split(args.batch_size or len(queries)):
+        distances, indices = nearest_neighbours(batch, memory, args.k, args.distance, int(args.chunk_mb * 2**20))
+        predictions.append(vote(distances, labels[indices], 10, args.weights, args.distance).argmax(1))
+    return torch.cat(predictions)
 
 
 def describe(memory: torch.Tensor | MemoryIndex) -> None:
@@ -150,6 +155,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=get_args(Precision), default="auto", help="of the L2 filter")
+    parser.add_argument("--batch-size", type=int, default=0, help="queries a search, as a run's batches (0: all at once)")
     parser.add_argument("--whole-process", action="store_true", help="time `fit` and a scikit-learn script, start to exit")
     parser.add_argument("--roots", type=Path, nargs="+", default=[ROOT], help="--whole-process: checkouts `fit` runs from")
     args = parser.parse_args()
@@ -158,7 +164,10 @@ def main() -> None:
     x_train, y_train = synthetic_mnist(args.n_memory, seed=0)
     x_test, _ = synthetic_mnist(args.n_queries, seed=1)
     memory, labels, queries = torch.from_numpy(x_train), torch.from_numpy(y_train), torch.from_numpy(x_test)
-    print(f"{args.n_memory} memorised x {args.n_queries} queries x 784, k={args.k}, {args.distance}, "
+    if args.batch_size < 0:
+        parser.error(f"--batch-size {args.batch_size}: give 0 (all queries in one search) or more")
+    print(f"{args.n_memory} memorised x {args.n_queries} queries x 784 (batches of {args.batch_size or args.n_queries}), "
+          f"k={args.k}, {args.distance}, "
           f"{args.weights}, chunk budget {args.chunk_mb:.0f} MiB, torch threads {torch.get_num_threads()}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
 
@@ -204,12 +213,14 @@ def main() -> None:
         expected = sklearn.predict(x_test)
         theirs_s.append(time.perf_counter() - start)
         theirs_cpu = time.process_time() - cpu
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu, faults = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         predictions = ours(memory, labels, queries, args).numpy()
         ours_s.append(time.perf_counter() - start)
         cpu_ratios.append((time.process_time() - cpu) / theirs_cpu)
-        print(f"  round: scikit-learn {theirs_s[-1]:.2f} s, ours {ours_s[-1]:.2f} s, ratio {ours_s[-1] / theirs_s[-1]:.3f} "
-              f"(CPU time, all threads: scikit-learn {theirs_cpu:.1f} s, ratio {cpu_ratios[-1]:.3f})", flush=True)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        print(f"  round: scikit-learn {theirs_s[-1]:.2f} s, ours {ours_s[-1]:.2f} s ({faults:,} page faults), ratio "
+              f"{ours_s[-1] / theirs_s[-1]:.3f} (CPU time, all threads: scikit-learn {theirs_cpu:.1f} s, ratio "
+              f"{cpu_ratios[-1]:.3f})", flush=True)
 
     differ = np.flatnonzero(predictions != expected)
     # A disagreement is a tie when the k-th and (k+1)-th neighbours (float64) are as good as equal
