@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from lightning_app.record.read import check_config_files
 from lightning_app.sweep.file import SweepFile
+from lightning_app.sweep.grid import sqlite_file
 
 SWEEP_SETS = ("trainer.logger.init_args.id", "trainer.logger.init_args.name", "trainer.logger.init_args.group")
 NO_LOGGER = {"false", "null", "none"}  # `--trainer.logger=false`: a sweep without W&B
@@ -38,12 +38,12 @@ class CheckFailed(ValueError):
 def check_storage(url: str) -> None:
     """A SQLite study's folder exists and takes a new file."""
     try:
-        parsed = make_url(url)
+        database = sqlite_file(url)
     except ArgumentError as error:
         raise CheckFailed(f"--storage {url!r} is not a database URL ({error}): e.g. sqlite:///runs/study.db") from None
-    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+    if database is None:
         return
-    folder = Path(parsed.database).absolute().parent
+    folder = database.absolute().parent
     if not folder.is_dir():
         raise CheckFailed(f"--storage {url}: the folder {folder} does not exist: create it, or give a path in another")
     try:

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import threading
+from pathlib import Path
 from collections.abc import Iterator, Mapping, Sequence
 
 import optuna
@@ -21,6 +22,14 @@ from sqlalchemy.engine import make_url
 
 SPARE = "spare"  # the user attribute of a trial that found no point left
 
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite ``url``; None for another database, or SQLite in memory."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 class SharedGrid(optuna.samplers.GridSampler):
     """Each point once, in one shuffled order that every worker shares.
@@ -56,12 +65,13 @@ class SharedGrid(optuna.samplers.GridSampler):
         """Holds the study's lock: other workers wait here, on this machine or another."""
         url = make_url(self.url)
         if url.get_backend_name() == "sqlite":
-            if not url.database or url.database == ":memory:":  # one process: the thread lock is all
+            database = sqlite_file(self.url)
+            if database is None:  # in memory, one process: the thread lock is all
                 yield
                 return
             # The database's folder, not its file: closing any descriptor of the file would drop the
             # fcntl locks SQLite's connections in this process hold on it (SQLite's "POSIX locks" caveat).
-            descriptor = os.open(os.path.dirname(os.path.abspath(url.database)), os.O_RDONLY)
+            descriptor = os.open(database.absolute().parent, os.O_RDONLY)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
                 yield

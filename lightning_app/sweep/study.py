@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from lightning_app.sweep.file import SweepFile
-from lightning_app.sweep.grid import SPARE, SharedGrid
+from lightning_app.sweep.grid import SPARE, SharedGrid, sqlite_file
 from lightning_app.sweep.trials import HOST
 
 STATES = optuna.trial.TrialState
@@ -47,11 +47,8 @@ def preload() -> None:
 
 def new_database_file(url: str) -> Path | None:
     """The file of a SQLite ``url`` that does not exist yet (opening the study creates it); else None."""
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else path
+    path = sqlite_file(url)
+    return None if path is None or path.exists() else path
 
 
 def draft_study(sweep: SweepFile, name: str, path: Path) -> None:

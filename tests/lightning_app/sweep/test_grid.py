@@ -4,12 +4,13 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import optuna
 import pytest
 
-from lightning_app.sweep.grid import SPARE, SharedGrid
+from lightning_app.sweep.grid import SPARE, SharedGrid, sqlite_file
 from lightning_app.sweep.study import open_storage, retry
 
 GRID = {"x": [1, 2, 3, 4, 5, 6]}
@@ -71,3 +72,11 @@ def test_three_sweeps_started_at_once_on_a_new_sqlite_study_run_each_point_once(
     assert all(t.user_attrs.get(SPARE) for t in trials if t.state.name != "COMPLETE")
     rows = (in_tmp / "runs/sweeps/sweep/trials.md").read_text().splitlines()[2:]
     assert len(rows) == 8 and all("| complete |" in row for row in rows)  # spares are not in the table
+
+
+def test_the_sqlite_file_of_a_url_is_found_once_for_the_check_the_draft_and_the_lock():
+    assert sqlite_file("sqlite:///runs/sweeps/s/study.db") == Path("runs/sweeps/s/study.db")
+    assert sqlite_file("sqlite:////tmp/study.db") == Path("/tmp/study.db")
+    assert sqlite_file("sqlite+pysqlite:///study.db") == Path("study.db")
+    for other in ("sqlite://", "sqlite:///:memory:", "postgresql+psycopg://user:pw@host/db"):
+        assert sqlite_file(other) is None
