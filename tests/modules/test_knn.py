@@ -118,13 +118,17 @@ def test_a_reloaded_equal_memory_keeps_its_index_and_a_changed_one_gets_a_new_on
     queries = torch.randn(7, 1, 2, 2)
     first, index = model(queries), model.index
     state = {name: value.clone() for name, value in model.state_dict().items()}
+    memory = model.memory
     model.load_state_dict(state)  # new tensors, the same values: as the test after fit reloads the best checkpoint
+    assert model.memory is memory  # kept, not copied again
     torch.testing.assert_close(model(queries), first)
     assert model.index is index and index.memory is model.memory
     state["memory"][3, 1] += 1.0
+    assert model.memory[3, 1] != state["memory"][3, 1]  # the model holds its own values, not the loaded tensors
     model.load_state_dict(state)
     model(queries)
     assert model.index is not index and model.index.memory is model.memory
+    assert torch.equal(model.memory, state["memory"]) and model.memory.data_ptr() != state["memory"].data_ptr()
     torch.testing.assert_close(model.index.sq_norms, model.memory.square().sum(1))
 
 

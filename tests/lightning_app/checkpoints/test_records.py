@@ -50,3 +50,31 @@ def test_a_checkpoint_is_hashed_once_per_process(tmp_path, monkeypatch):
     assert load_checkpoint(path)["global_step"] == 5  # hashed and checked
     monkeypatch.setattr(checkpoints.hashlib, "sha256", lambda: pytest.fail("hashed again"))
     assert load_checkpoint(path)["global_step"] == 5
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="maps through Linux's /proc/self/fd")
+def test_a_checkpoint_loads_mapped_from_the_very_file_that_was_checked(tmp_path, monkeypatch):
+    path, other = tmp_path / "last.ckpt", tmp_path / "other.ckpt"
+    AtomicCheckpointIO().save_checkpoint(STATE, path)
+    AtomicCheckpointIO().save_checkpoint({**STATE, "global_step": 6}, other)
+    checkpoints._checked.clear()
+    verify = checkpoints._verify
+
+    def verify_then_replace(checked: Path, file) -> bool:  # another writer renames a new file over it meanwhile
+        whole = verify(checked, file)
+        os.replace(other, checked)
+        return whole
+
+    monkeypatch.setattr(checkpoints, "_verify", verify_then_replace)
+    loaded = load_checkpoint(path)
+    assert loaded["global_step"] == 5  # the checked bytes, not the file that took the name since
+    torch.testing.assert_close(loaded["state_dict"]["weight"], torch.arange(6.0))
+    with open("/proc/self/maps") as maps:  # mapped, not read into fresh memory; the replaced file lives on
+        assert any(line.rstrip().endswith(f"{path} (deleted)") for line in maps)
+
+
+def test_a_checkpoint_in_torchs_legacy_format_loads_read(tmp_path):
+    path = tmp_path / "old.ckpt"
+    torch.save(STATE, path, _use_new_zipfile_serialization=False)  # not a zip: torch cannot map it
+    with pytest.warns(UserWarning, match="no integrity record"):
+        assert load_checkpoint(path)["global_step"] == 5
