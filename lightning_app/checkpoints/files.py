@@ -214,7 +214,10 @@ def _torch_load(file, map_location: Any) -> dict[str, Any]:
     zipped = file.read(4) == b"PK\x03\x04"  # the zip format of torch.save; the legacy one is not mapped
     file.seek(0)
     if zipped and os.path.exists(proc):
-        return torch.load(proc, map_location=map_location, weights_only=True, mmap=True)
+        try:
+            return torch.load(proc, map_location=map_location, weights_only=True, mmap=True)
+        except RuntimeError:  # a file system that cannot map, or a damaged file: reading says which
+            file.seek(0)
     return torch.load(file, map_location=map_location, weights_only=True)
 
 

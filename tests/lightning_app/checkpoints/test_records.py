@@ -78,3 +78,17 @@ def test_a_checkpoint_in_torchs_legacy_format_loads_read(tmp_path):
     torch.save(STATE, path, _use_new_zipfile_serialization=False)  # not a zip: torch cannot map it
     with pytest.warns(UserWarning, match="no integrity record"):
         assert load_checkpoint(path)["global_step"] == 5
+
+
+def test_a_checkpoint_that_cannot_be_mapped_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint(STATE, path)
+    load = torch.load
+
+    def no_mapping(*args, mmap=None, **kwargs):  # as on a file system without mmap
+        if mmap:
+            raise RuntimeError("unable to mmap 1,200 bytes from file </proc/self/fd/7>: No such device (19)")
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "load", no_mapping)
+    assert load_checkpoint(path)["global_step"] == 5
