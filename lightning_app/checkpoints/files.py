@@ -207,9 +207,9 @@ def _torch_load(file, map_location: Any) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` of the open ``file``. Where a path names that very open file
     (Linux's ``/proc/self/fd``; not a path, which could be renamed over since the check) and it is in
     torch's zip format, its tensors are mapped (``mmap``, private: writes to them copy the page) instead
-    of read into fresh memory: reloading a kNN's 170 MB memory for the test after fit took 0.45 s read
-    and nothing mapped (docs/speed.md). A mapped file changed in place later would change the tensors:
-    this project's writers never do that (a new file is renamed over the old)."""
+    of read into fresh memory: reading a kNN's 170 MB memory back for the test after fit took 0.45 s,
+    mapping it next to nothing (docs/speed.md). A mapped file changed in place later would change the
+    tensors: this project's writers never do that (a new file is renamed over the old)."""
     proc = f"/proc/self/fd/{file.fileno()}"
     zipped = file.read(4) == b"PK\x03\x04"  # the zip format of torch.save; the legacy one is not mapped
     file.seek(0)
