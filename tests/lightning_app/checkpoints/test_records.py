@@ -1,4 +1,4 @@
-"""What a checkpoint write flushes to disk, and how a record cut short by a power cut reads."""
+"""What a checkpoint write flushes to disk, how a record cut short by a power cut reads, how a checked file loads."""
 
 import os
 from pathlib import Path
