@@ -13,8 +13,8 @@ import contextlib
 import fcntl
 import os
 import threading
-from pathlib import Path
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import optuna
 from sqlalchemy import create_engine, text
@@ -23,13 +23,13 @@ from sqlalchemy.engine import make_url
 SPARE = "spare"  # the user attribute of a trial that found no point left
 
 
-
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite ``url``; None for another database, or SQLite in memory."""
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
+
 
 class SharedGrid(optuna.samplers.GridSampler):
     """Each point once, in one shuffled order that every worker shares.

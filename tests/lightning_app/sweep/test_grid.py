@@ -4,8 +4,8 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import optuna
 import pytest
